@@ -1,0 +1,1 @@
+"""Operator-facing endpoints: health, OpenAPI and the interactive docs page."""

@@ -1,0 +1,1 @@
+"""Channels: each maps a transport to neutral requests and back."""

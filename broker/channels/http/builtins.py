@@ -1,0 +1,99 @@
+"""Built-in HTTP routes: ``/broker/ping``, ``/openapi.json`` and ``/docs``.
+
+The docs page is Swagger UI served from the copy packaged in
+``swagger-ui-bundle-v2`` (no CDN); it reads ``/openapi.json``.
+"""
+
+import json
+import mimetypes
+from pathlib import Path
+
+from broker.channels.http.app import json_response
+from broker.channels.http.protocol import HTTPResponse
+from broker.channels.http.router import Route
+from broker.errors import NotFound
+
+__all__ = ["builtin_routes"]
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} — API docs</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="docs"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script src="/docs/static/docs-init.js"></script>
+</body></html>
+"""
+
+# Kept in a file of its own so the page needs no inline script (CSP-friendly).
+_DOCS_INIT = b"""window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs",
+  deepLinking: true, tryItOutEnabled: true});
+"""
+
+_STATIC_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
+
+
+def _swagger_dir():
+    try:
+        import swagger_ui_bundle
+    except ImportError:  # pragma: no cover - a dependency of the package
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+class _Builtins:
+    def __init__(self, name, openapi):
+        self.name = name
+        self._openapi = openapi
+        self._openapi_body = None
+        self._static = {}
+        self._docs = _DOCS_PAGE.format(title=name).encode()
+
+    def ping(self, request, cid, params):
+        return json_response(200, {"status": "ok", "name": self.name}, cid)
+
+    def openapi(self, request, cid, params):
+        if self._openapi_body is None:
+            self._openapi_body = json.dumps(self._openapi(), separators=(",", ":")).encode()
+        return HTTPResponse(200, [("Content-Type", "application/json"), ("X-Broker-CID", cid)],
+                            self._openapi_body)
+
+    def docs(self, request, cid, params):
+        return HTTPResponse(200, [("Content-Type", "text/html; charset=utf-8"), ("X-Broker-CID", cid),
+                                  ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:;"
+                                   " style-src 'self' 'unsafe-inline'")], self._docs)
+
+    def static(self, request, cid, params):
+        name = params["name"]
+        body = self._static.get(name)
+        if body is None:
+            if name == "docs-init.js":
+                body = _DOCS_INIT
+            elif name in _STATIC_FILES and _swagger_dir() is not None:
+                body = (_swagger_dir() / name).read_bytes()
+            else:
+                raise NotFound(f"No such file: {name}")
+            self._static[name] = body
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return HTTPResponse(200, [("Content-Type", content_type), ("X-Broker-CID", cid),
+                                  ("Cache-Control", "public, max-age=86400")], body)
+
+    def invalidate(self):
+        """Forget the cached OpenAPI document (after a config change)."""
+        self._openapi_body = None
+
+
+def builtin_routes(name, openapi, docs=True):
+    """The built-in routes.
+
+    :param name: the node's name, shown by ping and the docs page.
+    :param openapi: a callable returning the current OpenAPI document.
+    """
+    b = _Builtins(name, openapi)
+    routes = [Route("broker.ping", "/broker/ping", ("GET",), b.ping, kind="builtin")]
+    if docs:
+        routes += [
+            Route("broker.openapi", "/openapi.json", ("GET",), b.openapi, kind="builtin"),
+            Route("broker.docs", "/docs", ("GET",), b.docs, kind="builtin"),
+            Route("broker.docs.static", "/docs/static/{name}", ("GET",), b.static, kind="builtin"),
+        ]
+    return routes, b

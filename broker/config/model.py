@@ -1,0 +1,95 @@
+"""The broker's configuration file: its schema and cross-reference checks.
+
+Each channel and security type keeps its own schema beside its code and is
+looked up by ``type`` through the registries.
+"""
+
+from collections.abc import Mapping
+
+from broker.channels.registry import CHANNEL_TYPES
+from broker.config.loader import load_yaml
+from broker.config.schema import (Bool, Choice, Duration, Endpoint, Field, Int, ListOf, Path, Schema,
+                                  Size, Str, Tagged, config_error)
+from broker.security.registry import SECURITY_TYPES
+
+__all__ = ["ROOT", "load_config"]
+
+DEFAULT_LISTEN = "tcp:17010:interface=127.0.0.1"
+
+HTTP = Schema("http", {
+    "listen": Field(Endpoint(), default=DEFAULT_LISTEN),
+    "access_log": Field(Bool(), default=False),
+    "docs": Field(Bool(), default=True, doc="serve /openapi.json and /docs"),
+    "server_header": Field(Str(), default="broker"),
+})
+
+SERVICES = Schema("services", {
+    "paths": Field(ListOf(Path()), default=[]),
+})
+
+SIMPLEIO = Schema("simpleio", {
+    "undeclared_input": Field(Choice("reject", "drop"), default="reject"),
+})
+
+LIMITS = Schema("limits", {
+    "max_body_size": Field(Size(), default="1MiB"),
+    "max_header_count": Field(Int(min=1, max=10_000), default=100),
+    "max_header_size": Field(Size(), default="16KiB"),
+    "header_timeout": Field(Duration(), default=10.0),
+    "body_timeout": Field(Duration(), default=30.0),
+    "idle_timeout": Field(Duration(), default=60.0),
+    "max_pipelined": Field(Int(min=1, max=1024), default=16),
+    "max_connections": Field(Int(min=1), default=1024),
+    "service_timeout": Field(Duration(), default=30.0),
+    "max_invoke_depth": Field(Int(min=1, max=256), default=16),
+    "threads": Field(Int(min=1, max=512), default=10),
+    "thread_queue": Field(Int(min=1), default=1000),
+})
+
+class _Schemas(Mapping):
+    """A live view of a type registry's schemas, so types added later are known."""
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    def __getitem__(self, key):
+        return self._registry[key][0]
+
+    def __iter__(self):
+        return iter(self._registry)
+
+    def __len__(self):
+        return len(self._registry)
+
+
+ROOT = Schema("config", {
+    "name": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), default="broker"),
+    "http": Field(HTTP, default={}),
+    "services": Field(SERVICES, default={}),
+    "simpleio": Field(SIMPLEIO, default={}),
+    "limits": Field(LIMITS, default={}),
+    "security": Field(ListOf(Tagged("type", _Schemas(SECURITY_TYPES))), default=[]),
+    "channels": Field(ListOf(Tagged("type", _Schemas(CHANNEL_TYPES))), default=[]),
+})
+
+
+def load_config(path):
+    """Load, substitute and check ``path``; :class:`ConfigError` names file, line and key."""
+    config = ROOT.check(load_yaml(path))
+    _check_unique(config.security, "security")
+    _check_unique(config.channels, "channels")
+    names = {d.name for d in config.security}
+    for channel in config.channels:
+        if channel.get("security") is not None and channel.security not in names:
+            raise config_error(channel, "security",
+                               f'no security definition "{channel.security}" (known: '
+                               f'{", ".join(sorted(names)) or "none"})')
+    return config
+
+
+def _check_unique(items, key):
+    seen = set()
+    for item in items:
+        if item.name in seen:
+            raise config_error(item, "name", f'"{item.name}" is used twice in {key}')
+        seen.add(item.name)

@@ -1,0 +1,1 @@
+"""Authentication, authorization and hardened parsing of untrusted input."""

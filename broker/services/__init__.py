@@ -1,0 +1,1 @@
+"""Services: the base class, the store, the invoker pipeline."""

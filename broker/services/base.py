@@ -1,0 +1,85 @@
+"""The ``Service`` base class: a plain class whose ``handle()`` does the work.
+
+A service reads ``self.request.input`` (already validated against its
+``SimpleIO`` declaration) and leaves its answer in ``self.response.payload``.
+``handle()`` may return nothing, return a Deferred, or be ``async def``.
+Everything a service needs is bound per call by the invoker, so a unit test
+can build one with fakes (see :mod:`broker.testing`) and call ``handle()``.
+"""
+
+import re
+
+from twisted.logger import Logger
+
+from broker.services.context import Request, Response
+
+__all__ = ["Service", "derive_name"]
+
+_KEBAB = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def derive_name(cls):
+    """Zato's rule: ``<module>.<class-in-kebab-case>`` (``demo.get-client``)."""
+    module = cls.__module__.rpartition(".")[2]
+    return f"{module}.{_KEBAB.sub('-', cls.__name__).lower()}"
+
+
+class Service:
+    """Base class of every service.
+
+    Class attributes a service may set:
+
+    :cvar name: the service's name; derived from module and class when None.
+    :cvar SimpleIO: an inner class declaring input and output (optional).
+
+    Per-call attributes bound by the invoker: ``request``, ``response``,
+    ``cid``, ``channel``, ``logger``.
+    """
+
+    name = None
+    logger = Logger(namespace="broker.service")
+
+    def __init__(self, request=None, response=None, *, invoker=None, threads=None,
+                 logger=None):
+        self.request = request if request is not None else Request()
+        self.response = response if response is not None else Response()
+        self._invoker = invoker
+        self._threads = threads
+        if logger is not None:
+            self.logger = logger
+
+    @property
+    def cid(self):
+        """The correlation id of this invocation."""
+        return self.request.cid
+
+    @property
+    def channel(self):
+        """The :class:`~broker.services.context.ChannelInfo` the request came through."""
+        return self.request.channel
+
+    def handle(self):
+        """Do the work; override in every service."""
+        raise NotImplementedError(f"{type(self).__name__}.handle() is not implemented")
+
+    def invoke(self, name, data=None):
+        """Invoke another service in-process with ``data`` as its input.
+
+        :return: a Deferred firing with the other service's output payload;
+            its errors (validation, service errors) propagate as exceptions.
+        """
+        if self._invoker is None:
+            raise RuntimeError("this service was built without an invoker")
+        return self._invoker.invoke_internal(name, data, parent=self.request)
+
+    def run_in_thread(self, fn, *args, **kwargs):
+        """Run blocking ``fn(*args, **kwargs)`` in the bounded thread pool.
+
+        The only right way to call blocking code (a DB driver, a slow
+        library) from a service: never block the reactor thread.
+
+        :return: a Deferred firing with ``fn``'s result.
+        """
+        if self._threads is None:
+            raise RuntimeError("this service was built without a thread pool")
+        return self._threads.run(fn, *args, **kwargs)

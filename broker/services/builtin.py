@@ -1,0 +1,118 @@
+"""Services the broker ships: the dispatchers that invoke any service by name.
+
+``broker.service.invoke`` takes ``{"service": NAME, "data": {...}}`` and
+answers with that service's output.  ``zato.service.invoke`` speaks exactly
+the wire format of Zato's ``zato.service.invoke`` so existing Zato
+``AnyServiceInvoker`` clients keep working (base64 payload in,
+``{"response": base64, "zato_env": {...}}`` out, ``X-Zato-CID``).
+"""
+
+import binascii
+import json
+from base64 import b64decode, b64encode
+
+from twisted.logger import Logger
+
+from broker.errors import BadRequest, ServiceUnavailable, ValidationError
+from broker.services.base import Service
+from broker.simpleio import AsIs, Text
+
+__all__ = ["BUILTIN_SERVICES", "InvokeService", "ZatoInvokeService"]
+
+log = Logger()
+
+
+class InvokeService(Service):
+    """Invoke any service by name with the given data; answer with its output."""
+
+    name = "broker.service.invoke"
+
+    class SimpleIO:
+        input_required = (Text("service"),)
+        input_optional = (AsIs("data"),)
+
+    async def handle(self):
+        self.response.payload = await self.invoke(self.request.input.service, self.request.input.data)
+
+
+class ZatoInvokeService(Service):
+    """Zato's ``zato.service.invoke``, wire-compatible with ``AnyServiceInvoker``."""
+
+    name = "zato.service.invoke"
+    cid_header = "X-Zato-CID"
+    max_async = 1000
+    _async_running = 0
+
+    async def handle(self):
+        body = self.request.input
+        if not isinstance(body, dict):
+            raise ValidationError.of([{"field": "(body)", "problem": "expected an object"}])
+        name = body.get("name")
+        if body.get("id") is not None and not name:
+            raise ValidationError.of([{"field": "id", "problem": "invoking by id is not supported; use name"}])
+        if not name or not isinstance(name, str):
+            raise ValidationError.of([{"field": "name", "problem": "is required"}])
+        data = _decode_payload(body.get("payload", ""), body.get("data_format") or "json")
+        if body.get("is_async"):
+            result = self._start_async(name, data)
+        else:
+            result = await self.invoke(name, data)
+            if body.get("skip_response_elem", True):
+                result = _skip_response_elem(result)
+        self.response.payload = _envelope(result, self.cid)
+
+    def _start_async(self, name, data):
+        """Run the service in the background and answer with the CID at once."""
+        cls = type(self)
+        if cls._async_running >= self.max_async:
+            raise ServiceUnavailable("Too many asynchronous invocations in progress")
+        cls._async_running += 1
+        d = self.invoke(name, data)
+
+        def done(result):
+            cls._async_running -= 1
+            return result
+
+        def failed(failure):
+            log.failure("async invocation of {service} failed (cid {cid})", failure,
+                        service=name, cid=self.cid)
+
+        d.addBoth(done).addErrback(failed)
+        return self.cid
+
+
+def _decode_payload(payload, data_format):
+    if payload in ("", None):
+        return None
+    if not isinstance(payload, str):
+        raise ValidationError.of([{"field": "payload", "problem": "expected a base64 string"}])
+    try:
+        text = b64decode(payload, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise ValidationError.of([{"field": "payload", "problem": "is not valid base64 UTF-8"}]) from None
+    if data_format != "json":
+        return text
+    try:
+        return json.loads(text) if text else None
+    except ValueError as exc:
+        raise BadRequest(f"Malformed JSON in payload: {exc}") from None
+
+
+def _skip_response_elem(result):
+    """Strip a lone ``response``/``zato*`` wrapper, as Zato does for its clients."""
+    if isinstance(result, dict) and len(result) == 1:
+        (key, value), = result.items()
+        if key == "response" or key.startswith("zato"):
+            return value
+    return result
+
+
+def _envelope(result, cid):
+    env = {"result": "ZATO_OK", "cid": cid, "details": ""}
+    if result is None or result == "":
+        return {"zato_env": env}
+    text = result if isinstance(result, str) else json.dumps(result, default=str)
+    return {"response": b64encode(text.encode()).decode("ascii"), "zato_env": env}
+
+
+BUILTIN_SERVICES = (InvokeService, ZatoInvokeService)

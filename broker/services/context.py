@@ -1,0 +1,118 @@
+"""The transport-neutral request and response a service sees.
+
+A channel turns its transport message into a :class:`Request`; the invoker
+fills ``input`` from the SimpleIO declaration and hands the service a fresh
+:class:`Response` to fill.  Neither knows about sockets.
+"""
+
+__all__ = ["ChannelInfo", "Payload", "Request", "Response"]
+
+
+class ChannelInfo:
+    """Which channel a request came through.
+
+    :ivar name: the channel's configured name (``demo.echo.xml``).
+    :ivar type: the channel type (``http``, ``invoke``, ``amqp``, ...).
+    :ivar data_format: ``json``, ``xml``, ``soap11``, ``soap12``, ``form`` or ``raw``.
+    :ivar security: the security definition guarding it, or None.
+    """
+
+    __slots__ = ("name", "type", "data_format", "security", "extra")
+
+    def __init__(self, name, type, data_format="json", security=None, extra=None):
+        self.name = name
+        self.type = type
+        self.data_format = data_format
+        self.security = security
+        self.extra = extra or {}
+
+    def __repr__(self):
+        return f"ChannelInfo({self.name!r}, {self.type!r}, {self.data_format!r})"
+
+
+INTERNAL = ChannelInfo("invoke", "invoke", "json")
+
+
+class Payload(dict):
+    """A dict that also takes attributes: ``payload.text = 'hi'`` (as in Zato)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __delattr__(self, name):
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Request:
+    """One invocation's input, whatever transport carried it.
+
+    :ivar input: validated SimpleIO input (a :class:`Payload`), or the raw
+        payload for services without SimpleIO.
+    :ivar payload: the decoded body (dict, list, str or None).
+    :ivar raw_request: the body bytes as received.
+    :ivar headers: transport headers, lower-cased names (HTTP headers, AMQP headers).
+    :ivar path_params: parameters taken from the URL path.
+    :ivar query: parameters taken from the query string.
+    :ivar method: the HTTP method, or None for other transports.
+    :ivar cid: the correlation id.
+    :ivar caller: the authenticated identity, or None.
+    """
+
+    __slots__ = ("input", "payload", "raw_request", "headers", "path_params", "query",
+                 "method", "path", "channel", "cid", "caller", "peer", "content_type", "depth")
+
+    def __init__(self, *, payload=None, raw_request=b"", headers=None, path_params=None,
+                 query=None, method=None, path=None, channel=INTERNAL, cid=None,
+                 caller=None, peer=None, content_type="", depth=0):
+        self.input = None
+        self.payload = payload
+        self.raw_request = raw_request
+        self.headers = headers if headers is not None else {}
+        self.path_params = path_params if path_params is not None else {}
+        self.query = query if query is not None else {}
+        self.method = method
+        self.path = path
+        self.channel = channel
+        self.cid = cid
+        self.caller = caller
+        self.peer = peer
+        self.content_type = content_type
+        self.depth = depth
+
+    @property
+    def params(self):
+        """Query and path parameters together (path wins)."""
+        if not self.query:
+            return self.path_params
+        return {**self.query, **self.path_params}
+
+
+class Response:
+    """What a service answers.
+
+    :ivar payload: a dict/:class:`Payload`, a list, a str or bytes.
+    :ivar status: the status code a channel that has one should use.
+    :ivar headers: extra headers for transports that carry them.
+    :ivar content_type: overrides the channel format's content type.
+    :ivar body: the encoded payload, set by the invoker.
+    """
+
+    __slots__ = ("payload", "status", "headers", "content_type", "body")
+
+    def __init__(self):
+        self.payload = Payload()
+        self.status = 200
+        self.headers = {}
+        self.content_type = None
+        self.body = b""

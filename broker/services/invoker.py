@@ -1,0 +1,175 @@
+"""The invoker: the one pipeline every channel calls.
+
+channel → authenticate → decode → validate input (SimpleIO) → ``handle()`` →
+render declared output → encode → channel.  Errors leave as typed
+:mod:`broker.errors` exceptions; each channel maps them to its protocol once.
+
+A service whose ``handle()`` finishes synchronously is answered without a
+Deferred (the common case, and the fast one): :meth:`Invoker.invoke` returns
+either a :class:`~broker.services.context.Response` or a Deferred of one.
+"""
+
+from inspect import iscoroutine
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from broker.errors import BrokerError, ServiceError, Timeout, ValidationError
+from broker.services.context import INTERNAL, Payload, Request, Response
+from broker.simpleio import CONTENT_TYPES, decode, encode
+
+__all__ = ["Invoker"]
+
+log = Logger()
+
+_TEXT = (str, bytes)
+
+
+class Invoker:
+    """Runs services for channels and for other services.
+
+    :param store: the :class:`~broker.services.store.ServiceStore`.
+    :param threads: the :class:`~broker.services.threads.ThreadRunner` services offload to.
+    :param timeout: seconds an asynchronous ``handle()`` may take (0 = no limit).
+    :param max_depth: how deep services may invoke one another.
+    """
+
+    def __init__(self, store, *, reactor=None, threads=None, timeout=30.0, max_depth=16):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.store = store
+        self._reactor = reactor
+        self._threads = threads
+        self.timeout = timeout
+        self.max_depth = max_depth
+        self.counters = {"invocations": 0, "client_errors": 0, "service_errors": 0, "timeouts": 0}
+
+    # -- entry points ---------------------------------------------------------
+
+    def invoke(self, service_name, request):
+        """Run the full pipeline for a request that came through a channel.
+
+        :return: a Response with ``body`` encoded in the channel's data format,
+            or a Deferred firing with one.
+        :raise BrokerError: for anything the caller did wrong or the service broke.
+        """
+        channel = request.channel
+        if channel.security is not None:
+            request.caller = channel.security.authenticate(request)
+        entry = self.store.get(service_name)
+        if request.payload is None and request.raw_request:
+            request.payload = decode(channel.data_format, request.raw_request, request.content_type)
+        return self._run(entry, request, True)
+
+    def invoke_internal(self, name, data=None, parent=None, channel=INTERNAL):
+        """Invoke ``name`` in-process with ``data`` as its input.
+
+        :return: a Deferred firing with the service's output payload (declared
+            keys only), never encoded.
+        """
+        depth = parent.depth + 1 if parent is not None else 0
+        if depth > self.max_depth:
+            return defer.fail(ServiceError(f"Invocation depth over {self.max_depth}"))
+        request = Request(payload=data, channel=channel, depth=depth,
+                          cid=parent.cid if parent is not None else None,
+                          caller=parent.caller if parent is not None else None)
+        try:
+            result = self._run(self.store.get(name), request, False)
+        except Exception:
+            return defer.fail()
+        if isinstance(result, defer.Deferred):
+            return result.addCallback(_payload_of)
+        return defer.succeed(result.payload)
+
+    # -- the pipeline ---------------------------------------------------------
+
+    def _run(self, entry, request, encode_output):
+        self.counters["invocations"] += 1
+        sio = entry.sio
+        data = request.payload
+        params = request.params
+        if params:
+            if data is None:
+                data = params
+            elif isinstance(data, dict):
+                data = {**data, **params}
+        if sio is not None and sio.has_input:
+            try:
+                request.input = Payload(sio.parse_input(data))
+            except ValidationError:
+                self.counters["client_errors"] += 1
+                raise
+        else:
+            request.input = Payload(data) if isinstance(data, dict) else data
+        response = Response()
+        service = entry.cls()
+        service.request = request
+        service.response = response
+        service.logger = entry.logger
+        service._invoker = self
+        service._threads = self._threads
+        try:
+            result = service.handle()
+        except BrokerError:
+            raise
+        except Exception as exc:
+            raise self._service_failed(entry, request, exc) from exc
+        if result is not None:
+            if iscoroutine(result):
+                result = defer.Deferred.fromCoroutine(result)
+            if isinstance(result, defer.Deferred):
+                if self.timeout:
+                    result.addTimeout(self.timeout, self._reactor)
+                return result.addCallbacks(
+                    lambda _: self._finish(entry, request, response, encode_output),
+                    lambda failure: self._async_failed(entry, request, failure))
+        return self._finish(entry, request, response, encode_output)
+
+    def _finish(self, entry, request, response, encode_output):
+        """Keep only declared output and encode it for the channel."""
+        payload = response.payload
+        sio = entry.sio
+        if sio is not None and sio.has_output:
+            try:
+                payload = response.payload = sio.render_output(payload)
+            except BrokerError as exc:
+                raise self._service_failed(entry, request, exc) from exc
+        if encode_output:
+            fmt = request.channel.data_format
+            if isinstance(payload, _TEXT):
+                response.body = payload.encode() if isinstance(payload, str) else payload
+                if response.content_type is None:
+                    response.content_type = CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")
+            elif payload is None or (not payload and sio is None and type(payload) is Payload):
+                response.body = b""
+            else:
+                body, content_type = encode(fmt, payload)
+                response.body = body
+                if response.content_type is None:
+                    response.content_type = content_type
+        return response
+
+    def _async_failed(self, entry, request, failure):
+        if failure.check(defer.TimeoutError, defer.CancelledError):
+            self.counters["timeouts"] += 1
+            log.warn("service {service} timed out after {timeout}s (cid {cid})",
+                     service=entry.name, timeout=self.timeout, cid=request.cid)
+            raise Timeout()
+        if failure.check(BrokerError):
+            failure.raiseException()
+        raise self._service_failed(entry, request, failure.value, failure)
+
+    def _service_failed(self, entry, request, exc, failure=None):
+        """Log a service's own failure in full; the caller gets a generic error."""
+        self.counters["service_errors"] += 1
+        if failure is None:
+            from twisted.python.failure import Failure
+            failure = Failure(exc)
+        log.failure("service {service} failed (cid {cid}): {error}", failure,
+                    service=entry.name, cid=request.cid, error=str(exc))
+        return ServiceError()
+
+
+def _payload_of(response):
+    return response.payload
+

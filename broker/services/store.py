@@ -1,0 +1,138 @@
+"""The service store: name → service class, loaded by path from plugin dirs."""
+
+import importlib.util
+import inspect
+import sys
+import traceback
+from pathlib import Path
+
+from twisted.logger import Logger
+
+from broker.errors import NotFound
+from broker.services.base import Service, derive_name
+from broker.simpleio import compile_simpleio
+
+__all__ = ["ServiceEntry", "ServiceLoadError", "ServiceStore"]
+
+log = Logger()
+
+
+class ServiceLoadError(Exception):
+    """A plugin module could not be loaded; ``str()`` is one line naming the file."""
+
+
+class ServiceEntry:
+    """A deployed service: its class, name, compiled SimpleIO and logger."""
+
+    __slots__ = ("name", "cls", "sio", "logger", "source")
+
+    def __init__(self, name, cls, sio, source=None):
+        self.name = name
+        self.cls = cls
+        self.sio = sio
+        self.source = source
+        self.logger = Logger(namespace=f"broker.service.{name}")
+
+
+class ServiceStore:
+    """Holds every deployed service by name.
+
+    :param undeclared_input: the default policy for input keys a service's
+        SimpleIO does not declare, ``"reject"`` or ``"drop"``.
+    """
+
+    def __init__(self, undeclared_input="reject"):
+        self.undeclared_input = undeclared_input
+        self._entries = {}
+
+    def __contains__(self, name):
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries.values())
+
+    def __len__(self):
+        return len(self._entries)
+
+    def names(self):
+        return sorted(self._entries)
+
+    def get(self, name):
+        """The entry for ``name``; :class:`~broker.errors.NotFound` if there is none."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise NotFound(f"No such service: {name}") from None
+
+    def add(self, cls, source=None):
+        """Deploy a service class; a name already taken by another class is an error."""
+        name = cls.name or derive_name(cls)
+        existing = self._entries.get(name)
+        if existing is not None and existing.cls is not cls and existing.source != source:
+            raise ServiceLoadError(
+                f"{source or cls.__module__}: service name {name!r} is already used by "
+                f"{existing.source or existing.cls.__module__}")
+        sio = compile_simpleio(getattr(cls, "SimpleIO", None), name, self.undeclared_input)
+        entry = self._entries[name] = ServiceEntry(name, cls, sio, source)
+        return entry
+
+    def remove(self, name):
+        self._entries.pop(name, None)
+
+    def load_paths(self, paths):
+        """Load every ``*.py`` (not starting with ``_``) under each dir or file."""
+        names = []
+        for path in paths:
+            path = Path(path)
+            if path.is_dir():
+                files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+            elif path.is_file():
+                files = [path]
+            else:
+                raise ServiceLoadError(f"{path}: no such file or directory")
+            for file in files:
+                names.extend(self.load_module(file))
+        return names
+
+    def load_module(self, path):
+        """Import one module by path and deploy the services it defines."""
+        path = Path(path)
+        module_name = f"broker_plugins.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        previous = sys.modules.get(module_name)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            if previous is not None:
+                sys.modules[module_name] = previous
+            else:
+                sys.modules.pop(module_name, None)
+            raise ServiceLoadError(f"{path}: {_describe(exc, path)}") from exc
+        names = []
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(cls, Service) and cls.__module__ == module_name
+                    and not cls.__name__.startswith("_") and "handle" in _defined(cls)):
+                names.append(self.add(cls, source=str(path)).name)
+        log.info("loaded {count} service(s) from {path}", count=len(names), path=str(path))
+        return names
+
+
+def _defined(cls):
+    """Names defined by ``cls`` or its bases below :class:`Service`."""
+    found = set()
+    for klass in cls.__mro__:
+        if klass is Service:
+            break
+        found.update(vars(klass))
+    return found
+
+
+def _describe(exc, path):
+    """One line for an import failure: the error and, if any, the plugin's line."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    where = f" (line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"

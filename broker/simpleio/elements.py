@@ -1,0 +1,394 @@
+"""SimpleIO elements: the typed fields a service declares (Zato-compatible).
+
+Each element knows how to :meth:`~Elem.parse` an input value, whether it
+arrived as text (query string, form, XML) or as a JSON-native value, how to
+:meth:`~Elem.render` a service's value into something JSON-able, and which
+JSON Schema fragment describes it.  ``parse`` raises :class:`ValueError`
+whose text is a short problem safe to show the caller ("expected an
+integer").
+
+A plain string name gets its type from Zato's naming conventions
+(:func:`elem_from_name`); :class:`AsIs` turns them off.
+"""
+
+import datetime as _dt
+import decimal as _decimal
+import re
+import uuid as _uuid
+from collections.abc import Mapping
+from copy import deepcopy
+
+__all__ = [
+    "NOT_GIVEN", "Elem", "Text", "Int", "Float", "Bool", "Decimal", "Date", "DateTime", "UUID",
+    "List", "Dict", "AsIs", "Integer", "Boolean", "Opaque", "elem_from_name", "to_jsonable",
+]
+
+
+class _NotGiven:
+    """The type of :data:`NOT_GIVEN`."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "NOT_GIVEN"
+
+    def __bool__(self):
+        return False
+
+
+#: Marks "no default declared" (None is a legitimate default).
+NOT_GIVEN = _NotGiven()
+
+_INT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_DATETIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ].+)?", re.ASCII)
+_TRUE = frozenset({"true", "yes", "on", "y", "t", "1"})
+_FALSE = frozenset({"false", "no", "off", "n", "f", "0"})
+_BOOL_PREFIXES = ("by_", "has_", "is_", "may_", "needs_", "should_")
+_INT_SUFFIXES = ("_count", "_id", "_size", "_size_min", "_size_max", "_timeout")
+
+
+def to_jsonable(value):
+    """Convert nested values to JSON-able ones (Decimal → str, dates → ISO 8601, UUID → str).
+
+    :param value: any value built of mappings, sequences and scalars.
+    :return: the same structure with only JSON-native types.
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, (_decimal.Decimal, _uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8")
+    raise ValueError(f"cannot render a {type(value).__name__}")
+
+
+class Elem:
+    """Base of all elements; a :class:`Text` unless a subclass says otherwise.
+
+    :param name: the key in the input or output.
+    :param default: used when an optional value is missing; NOT_GIVEN = none.
+    """
+
+    __slots__ = ("name", "default")
+
+    #: Short problem text when a value cannot be parsed.
+    problem = "expected text"
+    #: JSON Schema of the element, without its default.
+    schema = {"type": "string"}
+
+    def __init__(self, name, default=NOT_GIVEN):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{type(self).__name__} needs a non-empty string name, not {name!r}")
+        self.name = name
+        self.default = default
+
+    def __repr__(self):
+        if self.default is NOT_GIVEN:
+            return f"{type(self).__name__}({self.name!r})"
+        return f"{type(self).__name__}({self.name!r}, default={self.default!r})"
+
+    @property
+    def has_default(self):
+        """Whether a default was declared on the element."""
+        return self.default is not NOT_GIVEN
+
+    def get_default(self):
+        """The declared default, copied if mutable so callers may change it."""
+        default = self.default
+        return deepcopy(default) if isinstance(default, (list, dict)) else default
+
+    def renamed(self, name):
+        """A copy of this element under another name (same type and default)."""
+        return type(self)(name, self.default)
+
+    def parse(self, value):
+        """Convert one input value.
+
+        :param value: a string (query, form, XML) or a JSON-native value.
+        :return: the converted value.
+        :raise ValueError: with a short problem text.
+        """
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float, _decimal.Decimal, _uuid.UUID)):
+            return str(value)
+        if isinstance(value, (_dt.date, _dt.time)):
+            return value.isoformat()
+        if isinstance(value, (bytes, bytearray)):
+            try:
+                return bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(self.problem) from None
+        raise ValueError(self.problem)
+
+    def render(self, value):
+        """Turn a service's value into a JSON-able one.
+
+        :raise ValueError: the value does not fit the element.
+        """
+        return self.parse(value)
+
+    def json_schema(self):
+        """A JSON Schema (2020-12 / OpenAPI 3.1) fragment for this element."""
+        schema = dict(self.schema)
+        if self.has_default and not callable(self.default):
+            try:
+                schema["default"] = self.render(self.get_default()) if self.default is not None else None
+            except (ValueError, TypeError):
+                pass
+        return schema
+
+
+class Text(Elem):
+    """A string; numbers are accepted and converted, mappings and lists are not."""
+
+    __slots__ = ()
+
+
+class Int(Elem):
+    """An integer; bools and non-integral numbers are refused."""
+
+    __slots__ = ()
+    problem = "expected an integer"
+    schema = {"type": "integer"}
+
+    def parse(self, value):
+        if isinstance(value, bool):
+            raise ValueError(self.problem)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if value.is_integer():
+                return int(value)
+        elif isinstance(value, _decimal.Decimal):
+            if value.is_finite() and value == value.to_integral_value():
+                return int(value)
+        elif isinstance(value, str):
+            text = value.strip()
+            if _INT_RE.fullmatch(text):
+                try:
+                    return int(text)
+                except ValueError:  # more digits than Python converts
+                    pass
+        raise ValueError(self.problem)
+
+
+class Float(Elem):
+    """A finite floating-point number."""
+
+    __slots__ = ()
+    problem = "expected a number"
+    schema = {"type": "number"}
+
+    def parse(self, value):
+        if isinstance(value, bool):
+            raise ValueError(self.problem)
+        if isinstance(value, (int, float, _decimal.Decimal)):
+            result = float(value)
+        elif isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
+            result = float(value.strip())
+        else:
+            raise ValueError(self.problem)
+        if result != result or result in (float("inf"), float("-inf")):
+            raise ValueError(self.problem)
+        return result
+
+
+class Bool(Elem):
+    """A boolean; also true/yes/on/y/t/1 and false/no/off/n/f/0 in any case."""
+
+    __slots__ = ()
+    problem = "expected a boolean (true/false)"
+    schema = {"type": "boolean"}
+
+    def parse(self, value):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+        raise ValueError(self.problem)
+
+
+class Decimal(Elem):
+    """An exact decimal number; rendered as a string so no digit is lost."""
+
+    __slots__ = ()
+    problem = "expected a decimal number"
+    schema = {"type": "string", "format": "decimal"}
+
+    def parse(self, value):
+        if isinstance(value, bool):
+            raise ValueError(self.problem)
+        if isinstance(value, _decimal.Decimal):
+            result = value
+        elif isinstance(value, int):
+            result = _decimal.Decimal(value)
+        elif isinstance(value, float):
+            result = _decimal.Decimal(repr(value))
+        elif isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
+            result = _decimal.Decimal(value.strip())
+        else:
+            raise ValueError(self.problem)
+        if not result.is_finite():
+            raise ValueError(self.problem)
+        return result
+
+    def render(self, value):
+        return str(self.parse(value))
+
+
+class Date(Elem):
+    """A calendar date, ``YYYY-MM-DD``; never inferred from a name."""
+
+    __slots__ = ()
+    problem = "expected a date YYYY-MM-DD"
+    schema = {"type": "string", "format": "date"}
+
+    def parse(self, value):
+        if isinstance(value, _dt.datetime):
+            return value.date()
+        if isinstance(value, _dt.date):
+            return value
+        if isinstance(value, str) and _DATE_RE.fullmatch(value.strip()):
+            try:
+                return _dt.date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(self.problem)
+
+    def render(self, value):
+        return self.parse(value).isoformat()
+
+
+class DateTime(Elem):
+    """A date and time in ISO 8601 (``2024-05-01T10:00:00+02:00``, ``...Z``)."""
+
+    __slots__ = ()
+    problem = "expected a date-time in ISO 8601 (YYYY-MM-DDTHH:MM:SS)"
+    schema = {"type": "string", "format": "date-time"}
+
+    def parse(self, value):
+        if isinstance(value, _dt.datetime):
+            return value
+        if isinstance(value, _dt.date):
+            return _dt.datetime(value.year, value.month, value.day)
+        if isinstance(value, str) and _DATETIME_RE.fullmatch(value.strip()):
+            try:
+                return _dt.datetime.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(self.problem)
+
+    def render(self, value):
+        return self.parse(value).isoformat()
+
+
+class UUID(Elem):
+    """A UUID; parsed to :class:`uuid.UUID`, rendered in its canonical string form."""
+
+    __slots__ = ()
+    problem = "expected a UUID"
+    schema = {"type": "string", "format": "uuid"}
+
+    def parse(self, value):
+        if isinstance(value, _uuid.UUID):
+            return value
+        if isinstance(value, str):
+            try:
+                return _uuid.UUID(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(self.problem)
+
+    def render(self, value):
+        return str(self.parse(value))
+
+
+class List(Elem):
+    """A list; a lone string (one form/query/XML value) becomes a one-item list."""
+
+    __slots__ = ()
+    problem = "expected a list"
+    schema = {"type": "array"}
+
+    def parse(self, value):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if isinstance(value, str):
+            return [value]
+        raise ValueError(self.problem)
+
+    def render(self, value):
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return to_jsonable(value)
+        raise ValueError(self.problem)
+
+
+class Dict(Elem):
+    """A mapping (a JSON object)."""
+
+    __slots__ = ()
+    problem = "expected an object"
+    schema = {"type": "object"}
+
+    def parse(self, value):
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise ValueError(self.problem)
+
+    def render(self, value):
+        if isinstance(value, Mapping):
+            return to_jsonable(value)
+        raise ValueError(self.problem)
+
+
+class AsIs(Elem):
+    """Any value, passed through unchanged; turns the naming conventions off."""
+
+    __slots__ = ()
+    problem = "expected a value"
+    schema = {}
+
+    def parse(self, value):
+        return value
+
+    def render(self, value):
+        return value
+
+
+Integer = Int
+Boolean = Bool
+Opaque = AsIs
+
+
+def elem_from_name(name):
+    """The element Zato's naming conventions give a plain string name.
+
+    ``by_/has_/is_/may_/needs_/should_`` prefixes → :class:`Bool`; ``id`` and
+    ``_count/_id/_size/_size_min/_size_max/_timeout`` suffixes → :class:`Int`;
+    anything else → :class:`Text`.  Dates are never inferred.
+
+    :param name: the declared name.
+    :return: a new element.
+    """
+    if name.startswith(_BOOL_PREFIXES):
+        return Bool(name)
+    if name == "id" or name.endswith(_INT_SUFFIXES):
+        return Int(name)
+    return Text(name)

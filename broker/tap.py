@@ -1,0 +1,41 @@
+"""twistd ``Options`` and ``makeService`` for ``twistd broker``. Nothing else."""
+
+import os
+
+from twisted.python import usage
+
+from broker.config import ConfigError
+
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_LISTEN", "Options", "makeService"]
+
+DEFAULT_CONFIG = os.path.join("etc", "broker.yaml")
+DEFAULT_LISTEN = "tcp:17010:interface=127.0.0.1"
+
+
+class Options(usage.Options):
+    """Command line of ``twistd broker``."""
+
+    synopsis = "[--config etc/broker.yaml] [--listen ENDPOINT]"
+    optParameters = [
+        ["config", "c", None, f"The configuration file [default: {DEFAULT_CONFIG}, when present]"],
+        ["listen", "l", None, f"HTTP listener endpoint, overriding the config [default: {DEFAULT_LISTEN}]"],
+    ]
+
+    def postOptions(self):
+        """Load and check everything now, so a bad config stops startup with one line."""
+        from broker.node import build_node
+
+        path = self["config"]
+        if path is None:
+            if not os.path.exists(DEFAULT_CONFIG):
+                raise SystemExit(f"broker: no --config given and {DEFAULT_CONFIG} does not exist here")
+            path = DEFAULT_CONFIG
+        try:
+            self.node = build_node(path, listen=self["listen"])
+        except ConfigError as error:
+            raise SystemExit(f"broker: {error}") from None
+
+
+def makeService(options):
+    """The broker's root service, built by :meth:`Options.postOptions`."""
+    return options.node

@@ -1,0 +1,44 @@
+"""broker: a Twisted integration broker in the spirit of Zato."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="broker",
+    version="0.1.0",
+    description="A Twisted integration broker: HTTP, WebSocket, AMQP and ZeroMQ channels, "
+                "SimpleIO services",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    # twisted.plugins holds only broker_plugin.py: no __init__.py is shipped
+    # for twisted/ or twisted/plugins/, so Twisted itself is never shadowed.
+    packages=find_packages(include=["broker", "broker.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/broker_plugin.py"]},
+    include_package_data=True,
+    install_requires=[
+        "twisted>=24.7",
+        "autobahn>=24.4",
+        "pika>=1.3,<2",
+        "pyzmq>=25",
+        "txredisapi>=1.6,<1.7",
+        "lxml>=6.1",
+        "httptools>=0.6",
+        "treq>=23.11",
+        "PyYAML>=6.0",
+        "swagger-ui-bundle-v2>=5.17,<6",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "requests>=2.31"],
+    },
+    entry_points={"console_scripts": ["broker = broker.cli:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Networking",
+    ],
+)

@@ -1,0 +1,77 @@
+"""The HTTP routing table."""
+
+import pytest
+
+from broker.channels.http.router import Route, Router, compile_path
+from broker.errors import MethodNotAllowed, NotFound
+
+
+def _router(*routes):
+    router = Router()
+    for route in routes:
+        router.add(route)
+    return router
+
+
+def test_static_path_matches_its_method():
+    """A static path answers the methods it was given."""
+    route = Route("a", "/a", ["POST"], "svc.a")
+    assert _router(route).match("POST", "/a") == (route, {})
+
+
+def test_template_extracts_params():
+    """``{name}`` segments become path params."""
+    route = Route("c", "/customer/{cust_id}/orders/{order_id}", ["GET"], "svc")
+    found, params = _router(route).match("GET", "/customer/12/orders/x-9")
+    assert found is route
+    assert params == {"cust_id": "12", "order_id": "x-9"}
+
+
+def test_template_param_does_not_cross_slashes():
+    """A param matches one segment only."""
+    router = _router(Route("c", "/customer/{cust_id}", ["GET"], "svc"))
+    with pytest.raises(NotFound):
+        router.match("GET", "/customer/1/2")
+
+
+def test_unknown_path_is_not_found():
+    """An unknown path raises NotFound."""
+    with pytest.raises(NotFound):
+        _router(Route("a", "/a", ["GET"], "svc")).match("GET", "/b")
+
+
+def test_wrong_method_lists_allowed_methods():
+    """A known path with another method is a 405 naming what is allowed (HEAD with GET)."""
+    router = _router(Route("a", "/a", ["GET", "POST"], "svc"))
+    with pytest.raises(MethodNotAllowed) as caught:
+        router.match("TRACE", "/a")
+    assert caught.value.allowed == ("GET", "HEAD", "POST")
+    assert caught.value.headers["Allow"] == "GET, HEAD, POST"
+
+
+def test_head_is_answered_by_get():
+    """HEAD uses the GET route."""
+    route = Route("a", "/a", ["GET"], "svc")
+    assert _router(route).match("HEAD", "/a")[0] is route
+
+
+def test_same_path_different_methods_different_routes():
+    """One path may route GET and POST to different services."""
+    get, post = Route("g", "/x/{id}", ["GET"], "svc.get"), Route("p", "/x/{id}", ["POST"], "svc.post")
+    router = _router(get, post)
+    assert router.match("GET", "/x/1")[0] is get
+    assert router.match("POST", "/x/1")[0] is post
+
+
+def test_duplicate_path_and_method_is_refused():
+    """The same path and method twice is a configuration mistake."""
+    router = _router(Route("a", "/a", ["GET"], "svc"))
+    with pytest.raises(ValueError, match="GET already routed to a"):
+        router.add(Route("b", "/a", ["GET", "POST"], "svc"))
+
+
+def test_compile_path_escapes_literals():
+    """Literal parts of a template are matched literally."""
+    regex, names = compile_path("/a.b/{x}")
+    assert names == ("x",)
+    assert regex.match("/a.b/1") and not regex.match("/aXb/1")
