@@ -14,12 +14,15 @@ from broker.channels.http.app import HTTPApp
 from broker.channels.http.builtins import builtin_routes
 from broker.channels.http.listener import Listener
 from broker.channels.http.protocol import HTTPLimits, HTTPServerFactory
-from broker.channels.http.router import Router
+from broker.channels.http.router import Route, Router
 from broker.channels.registry import CHANNEL_TYPES
+from broker.components import BuildContext
 from broker.config import ConfigError
 from broker.config.model import load_config
 from broker.config.schema import config_error
 from broker.errors import NotFound
+from broker.registry import CONNECTION_TYPES, OUTGOING_TYPES, SECTIONS
+from broker.runtime import Resources
 from broker.security.registry import build_security
 from broker.services.builtin import BUILTIN_SERVICES
 from broker.services.invoker import Invoker
@@ -74,6 +77,9 @@ class BrokerNode(MultiService):
 def build_node(path, listen=None, reactor=None):
     """Load ``path`` and build the node; :class:`ConfigError` on any mistake.
 
+    Order: services, security, connections, outgoing, feature sections,
+    channels, then the HTTP listener (see :mod:`broker.registry`).
+
     :param listen: an endpoint string overriding ``http.listen``.
     """
     if reactor is None:
@@ -90,26 +96,29 @@ def build_node(path, listen=None, reactor=None):
         raise config_error(config.services, "paths", str(error)) from None
 
     security = {section.name: build_security(section) for section in config.security}
-
+    resources = Resources()
     threads = ThreadRunner(reactor, limits.threads, limits.thread_queue)
     invoker = Invoker(store, reactor=reactor, threads=threads, timeout=limits.service_timeout,
-                      max_depth=limits.max_invoke_depth)
+                      max_depth=limits.max_invoke_depth, resources=resources)
+    resources.metrics["invoker"] = lambda: invoker.counters
 
     router = Router()
+    app = HTTPApp(router, invoker, access_log=config.http.access_log)
+    node = BrokerNode(config, store, invoker, router, None, security, reactor)
+    node.resources = resources
+    threads.setServiceParent(node)
+    ctx = BuildContext(config=config, reactor=reactor, store=store, invoker=invoker,
+                       security=security, resources=resources, router=router, http_app=app,
+                       node=node)
+    node.context = ctx
+    _build_features(config, ctx)
+
     openapi = lambda: build_openapi(router.routes, store, config.name, __version__)  # noqa: E731
-    routes, _ = builtin_routes(config.name, openapi, docs=config.http.docs)
+    routes, _ = builtin_routes(config.name, openapi, docs=config.http.docs, resources=resources)
     for route in routes:
         router.add(route)
-    for section in config.channels:
-        schema, build = CHANNEL_TYPES[section.type]
-        if section.service not in store:
-            raise config_error(section, "service", f'no such service "{section.service}"')
-        try:
-            router.add(build(section, security.get(section.get("security")), store))
-        except (ValueError, NotFound) as error:
-            raise config_error(section, "path", str(error)) from None
+    _build_channels(config, ctx)
 
-    app = HTTPApp(router, invoker, access_log=config.http.access_log)
     http_limits = HTTPLimits(
         max_body_size=limits.max_body_size, max_header_count=limits.max_header_count,
         max_header_size=limits.max_header_size, header_timeout=limits.header_timeout,
@@ -117,9 +126,8 @@ def build_node(path, listen=None, reactor=None):
         max_pipelined=limits.max_pipelined, max_connections=limits.max_connections)
     factory = HTTPServerFactory(app, http_limits, reactor=reactor,
                                 server_header=config.http.server_header, access_log=app.access_log)
-
-    node = BrokerNode(config, store, invoker, router, factory, security, reactor)
-    threads.setServiceParent(node)
+    node.http = factory
+    resources.metrics["http"] = lambda: factory.counters
     endpoint = listen or config.http.listen
     try:
         serverFromString(reactor, endpoint)
@@ -130,3 +138,30 @@ def build_node(path, listen=None, reactor=None):
     node.listener = Listener(endpoint, factory, reactor)
     node.listener.setServiceParent(node)
     return node
+
+
+def _build_features(config, ctx):
+    """Connections, outgoing connections and feature sections, in that order."""
+    for section in config.connections:
+        built = CONNECTION_TYPES[section.type][1](section, ctx)
+        ctx.connections[section.name] = (section.type, ctx.adopt(built))
+    for section in config.outgoing:
+        _schema, kind, build = OUTGOING_TYPES[section.type]
+        ctx.resources.out.kind(kind).add(section.name, ctx.adopt(build(section, ctx)))
+    for key, (_schema, build) in SECTIONS.items():
+        ctx.sections[key] = ctx.adopt(build(config[key], ctx))
+
+
+def _build_channels(config, ctx):
+    """Every channel: HTTP ones become routes, the others long-lived services."""
+    for section in config.channels:
+        _schema, build = CHANNEL_TYPES[section.type]
+        ctx.require_service(section)
+        try:
+            built = build(section, ctx)
+        except (ValueError, NotFound) as error:
+            raise config_error(section, "path", str(error)) from None
+        if isinstance(built, Route):
+            ctx.router.add(built)
+        else:
+            ctx.adopt(built)

@@ -10,9 +10,10 @@ from broker.channels.registry import CHANNEL_TYPES
 from broker.config.loader import load_yaml
 from broker.config.schema import (Bool, Choice, Duration, Endpoint, Field, Int, ListOf, Path, Schema,
                                   Size, Str, Tagged, config_error)
+from broker.registry import CONNECTION_TYPES, OUTGOING_TYPES, SECTIONS
 from broker.security.registry import SECURITY_TYPES
 
-__all__ = ["ROOT", "load_config"]
+__all__ = ["load_config", "root_schema"]
 
 DEFAULT_LISTEN = "tcp:17010:interface=127.0.0.1"
 
@@ -62,22 +63,32 @@ class _Schemas(Mapping):
         return len(self._registry)
 
 
-ROOT = Schema("config", {
+_CORE = {
     "name": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), default="broker"),
     "http": Field(HTTP, default={}),
     "services": Field(SERVICES, default={}),
     "simpleio": Field(SIMPLEIO, default={}),
     "limits": Field(LIMITS, default={}),
     "security": Field(ListOf(Tagged("type", _Schemas(SECURITY_TYPES))), default=[]),
+    "connections": Field(ListOf(Tagged("type", _Schemas(CONNECTION_TYPES))), default=[]),
+    "outgoing": Field(ListOf(Tagged("type", _Schemas(OUTGOING_TYPES))), default=[]),
     "channels": Field(ListOf(Tagged("type", _Schemas(CHANNEL_TYPES))), default=[]),
-})
+}
+
+
+def root_schema():
+    """The whole file's schema: the core sections plus each feature's (:data:`SECTIONS`)."""
+    fields = dict(_CORE)
+    for key, (schema, _build) in SECTIONS.items():
+        fields[key] = Field(schema, default={})
+    return Schema("config", fields)
 
 
 def load_config(path):
     """Load, substitute and check ``path``; :class:`ConfigError` names file, line and key."""
-    config = ROOT.check(load_yaml(path))
-    _check_unique(config.security, "security")
-    _check_unique(config.channels, "channels")
+    config = root_schema().check(load_yaml(path))
+    for key in ("security", "connections", "outgoing", "channels"):
+        _check_unique(config[key], key)
     names = {d.name for d in config.security}
     for channel in config.channels:
         if channel.get("security") is not None and channel.security not in names:

@@ -39,14 +39,47 @@ class Service:
     name = None
     logger = Logger(namespace="broker.service")
 
+    _resources = None
+
     def __init__(self, request=None, response=None, *, invoker=None, threads=None,
-                 logger=None):
+                 logger=None, resources=None):
         self.request = request if request is not None else Request()
         self.response = response if response is not None else Response()
         self._invoker = invoker
         self._threads = threads
+        if resources is not None:
+            self._resources = resources
         if logger is not None:
             self.logger = logger
+
+    @property
+    def resources(self):
+        """The node's :class:`~broker.runtime.Resources`."""
+        if self._resources is None:
+            raise RuntimeError("this service was built without resources")
+        return self._resources
+
+    @property
+    def out(self):
+        """Outgoing connections by kind and name: ``self.out.amqp["demo"]``."""
+        return self.resources.out
+
+    @property
+    def cache(self):
+        """The default cache."""
+        cache = self.resources.cache
+        if cache is None:
+            raise RuntimeError("no cache is configured on this node")
+        return cache
+
+    @property
+    def caches(self):
+        """Named caches: ``self.caches["rates"]``."""
+        return self.resources.caches
+
+    def publish(self, topic, data):
+        """Publish ``data`` to ``topic``; a Deferred firing with the message id."""
+        return self.resources.publish(topic, data, publisher=self.name)
 
     @property
     def cid(self):

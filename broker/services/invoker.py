@@ -14,6 +14,7 @@ from inspect import iscoroutine
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from broker.runtime import Resources
 from broker.errors import BrokerError, ServiceError, Timeout, ValidationError
 from broker.services.context import INTERNAL, Payload, Request, Response
 from broker.simpleio import CONTENT_TYPES, decode, encode
@@ -34,10 +35,12 @@ class Invoker:
     :param max_depth: how deep services may invoke one another.
     """
 
-    def __init__(self, store, *, reactor=None, threads=None, timeout=30.0, max_depth=16):
+    def __init__(self, store, *, reactor=None, threads=None, timeout=30.0, max_depth=16,
+                 resources=None):
         if reactor is None:
             from twisted.internet import reactor
         self.store = store
+        self.resources = resources if resources is not None else Resources()
         self._reactor = reactor
         self._threads = threads
         self.timeout = timeout
@@ -83,6 +86,13 @@ class Invoker:
 
     # -- the pipeline ---------------------------------------------------------
 
+    def run(self, entry, request, encode_output=False):
+        """Run one store entry on a ready request (no auth, no decoding).
+
+        For channels that decode themselves and for :mod:`broker.testing`.
+        """
+        return self._run(entry, request, encode_output)
+
     def _run(self, entry, request, encode_output):
         self.counters["invocations"] += 1
         sio = entry.sio
@@ -108,6 +118,7 @@ class Invoker:
         service.logger = entry.logger
         service._invoker = self
         service._threads = self._threads
+        service._resources = self.resources
         try:
             result = service.handle()
         except BrokerError:

@@ -52,22 +52,26 @@ def _stub(name, answer):
 
 
 def call_service(service_cls, data=None, *, services=None, headers=None, params=None,
-                 undeclared_input="reject", clock=None, threads=None, cid="test-cid"):
+                 undeclared_input="reject", clock=None, threads=None, cid="test-cid",
+                 resources=None):
     """Invoke ``service_cls`` as a channel would, with fakes around it.
 
     :param data: the input payload (a dict for SimpleIO services).
     :param services: ``{name: answer}`` for services this one invokes; an
         answer is a value or a callable taking the input.
+    :param resources: a :class:`~broker.runtime.Resources` holding fake
+        outgoing connections, caches and publisher (``self.out``, ``self.cache``...).
     :return: a Deferred firing with the :class:`~broker.services.context.Response`.
     """
     store = ServiceStore(undeclared_input)
     entry = store.add(service_cls)
     for name, answer in (services or {}).items():
         store.add(_stub(name, answer))
-    invoker = Invoker(store, reactor=clock or task.Clock(), threads=threads or SyncThreads())
+    invoker = Invoker(store, reactor=clock or task.Clock(), threads=threads or SyncThreads(),
+                      resources=resources)
     request = Request(payload=data, headers=headers or {}, path_params=params or {}, cid=cid,
                       channel=ChannelInfo("test", "test", "json"))
-    return defer.maybeDeferred(invoker._run, entry, request, False)
+    return defer.maybeDeferred(invoker.run, entry, request)
 
 
 def call_service_sync(service_cls, data=None, **kwargs):

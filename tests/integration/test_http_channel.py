@@ -25,6 +25,16 @@ def test_ping(broker):
     assert headers["x-broker-cid"]
 
 
+def test_health_and_metrics(broker):
+    """/broker/health reports ok with no external service; /broker/metrics counts requests."""
+    status, _, body = broker.request("GET", "/broker/health")
+    assert status == 200 and _json(body)["status"] == "ok"
+    broker.request("POST", "/demo/echo", '{"text": "a"}', {"Content-Type": "application/json"})
+    counters = _json(broker.request("GET", "/broker/metrics")[2])["counters"]
+    assert counters["invoker"]["invocations"] >= 1
+    assert counters["http"]
+
+
 def test_echo_json(broker):
     """demo.echo answers JSON with its declared output only."""
     status, headers, body = broker.request("POST", "/demo/echo", '{"text":"hi","repeat":3}',

@@ -1,4 +1,5 @@
-"""Built-in HTTP routes: ``/broker/ping``, ``/openapi.json`` and ``/docs``.
+"""Built-in HTTP routes: ``/broker/ping``, ``/broker/health``, ``/broker/metrics``,
+``/openapi.json`` and ``/docs``.
 
 The docs page is Swagger UI served from the copy packaged in
 ``swagger-ui-bundle-v2`` (no CDN); it reads ``/openapi.json``.
@@ -41,8 +42,9 @@ def _swagger_dir():
 
 
 class _Builtins:
-    def __init__(self, name, openapi):
+    def __init__(self, name, openapi, resources=None):
         self.name = name
+        self._resources = resources
         self._openapi = openapi
         self._openapi_body = None
         self._static = {}
@@ -50,6 +52,17 @@ class _Builtins:
 
     def ping(self, request, cid, params):
         return json_response(200, {"status": "ok", "name": self.name}, cid)
+
+    def health(self, request, cid, params):
+        """200 when every registered check is ok, else 503; each check's report."""
+        ok, checks = (True, {}) if self._resources is None else self._resources.health_report()
+        return json_response(200 if ok else 503, {"status": "ok" if ok else "degraded",
+                                                  "name": self.name, "checks": checks}, cid)
+
+    def metrics(self, request, cid, params):
+        """Every component's counters as JSON."""
+        report = {} if self._resources is None else self._resources.metrics_report()
+        return json_response(200, {"name": self.name, "counters": report}, cid)
 
     def openapi(self, request, cid, params):
         if self._openapi_body is None:
@@ -82,14 +95,17 @@ class _Builtins:
         self._openapi_body = None
 
 
-def builtin_routes(name, openapi, docs=True):
+def builtin_routes(name, openapi, docs=True, resources=None):
     """The built-in routes.
 
     :param name: the node's name, shown by ping and the docs page.
     :param openapi: a callable returning the current OpenAPI document.
+    :param resources: the node's :class:`~broker.runtime.Resources` (health, metrics).
     """
-    b = _Builtins(name, openapi)
-    routes = [Route("broker.ping", "/broker/ping", ("GET",), b.ping, kind="builtin")]
+    b = _Builtins(name, openapi, resources)
+    routes = [Route("broker.ping", "/broker/ping", ("GET",), b.ping, kind="builtin"),
+              Route("broker.health", "/broker/health", ("GET",), b.health, kind="builtin"),
+              Route("broker.metrics", "/broker/metrics", ("GET",), b.metrics, kind="builtin")]
     if docs:
         routes += [
             Route("broker.openapi", "/openapi.json", ("GET",), b.openapi, kind="builtin"),

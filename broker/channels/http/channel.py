@@ -27,13 +27,9 @@ HTTP_CHANNEL = Schema("http channel", {
 }, validate=_check)
 
 
-def build_http_channel(section, security, store):
-    """A :class:`Route` for one checked ``http`` channel section.
-
-    :param security: the resolved security definition or None.
-    :param store: the service store (for the service's extra CID header).
-    """
-    entry = store.get(section.service)
-    channel = ChannelInfo(section.name, "http", section.data_format, security)
+def build_http_channel(section, ctx):
+    """A :class:`Route` for one checked ``http`` channel section."""
+    entry = ctx.store.get(section.service)
+    channel = ChannelInfo(section.name, "http", section.data_format, ctx.security_of(section))
     return Route(section.name, section.path, section.methods, section.service, channel=channel,
                  cid_header=getattr(entry.cls, "cid_header", None))

@@ -1,0 +1,76 @@
+"""The context every feature's builder gets while a node is built.
+
+Builders (see :mod:`broker.registry`) check cross-references through it,
+register what they make (routes, long-lived services, outgoing connections,
+health checks) and find what others made (connections, the invoker).
+"""
+
+from twisted.application.service import IService
+
+from broker.config.schema import config_error
+
+__all__ = ["BuildContext"]
+
+
+class BuildContext:
+    """What a builder may use and where it puts what it builds.
+
+    :ivar config: the whole checked configuration.
+    :ivar reactor: the reactor (a fake one in unit tests).
+    :ivar store: the :class:`~broker.services.store.ServiceStore`.
+    :ivar invoker: the :class:`~broker.services.invoker.Invoker`.
+    :ivar security: ``{name: security definition}``.
+    :ivar resources: the node's :class:`~broker.runtime.Resources`.
+    :ivar router: the HTTP :class:`~broker.channels.http.router.Router`.
+    :ivar http_app: the :class:`~broker.channels.http.app.HTTPApp` (its
+        ``upgrade_handlers`` take WebSocket endpoints).
+    :ivar connections: ``{name: (type, connection object)}``.
+    :ivar sections: ``{key: built object}`` for the top-level feature sections.
+    """
+
+    def __init__(self, *, config, reactor, store, invoker, security, resources, router, http_app,
+                 node):
+        self.config = config
+        self.reactor = reactor
+        self.store = store
+        self.invoker = invoker
+        self.security = security
+        self.resources = resources
+        self.router = router
+        self.http_app = http_app
+        self.node = node
+        self.connections = {}
+        self.sections = {}
+
+    def add_service(self, service):
+        """Start and stop ``service`` (an ``IService``) with the node."""
+        service.setServiceParent(self.node)
+        return service
+
+    def adopt(self, built):
+        """Start ``built`` with the node if it is an ``IService``; return it."""
+        if IService.providedBy(built):
+            self.add_service(built)
+        return built
+
+    def connection(self, section, key, type):
+        """The connection named by ``section[key]``; it must be of ``type``."""
+        name = section[key]
+        found = self.connections.get(name)
+        known = sorted(n for n, (t, _) in self.connections.items() if t == type)
+        if found is None or found[0] != type:
+            raise config_error(section, key, f'no {type} connection "{name}" in connections '
+                                             f'(known: {", ".join(known) or "none"})')
+        return found[1]
+
+    def security_of(self, section, key="security"):
+        """The security definition a section names, or None."""
+        name = section.get(key)
+        return None if name is None else self.security[name]
+
+    def require_service(self, section, key="service"):
+        """Check ``section[key]`` names a loaded service; return the name."""
+        name = section.get(key)
+        if name is not None and name not in self.store:
+            raise config_error(section, key, f'no such service "{name}"')
+        return name
