@@ -17,12 +17,15 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 :mod:`broker.security.registry`.
 """
 
+from broker.outgoing.http import HTTP_OUTGOING, build_http_outgoing
+
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
 CONNECTION_TYPES = {
 }
 
 OUTGOING_TYPES = {
+    "http": (HTTP_OUTGOING, "http", build_http_outgoing),
 }
 
 SECTIONS = {
