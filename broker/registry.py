@@ -17,6 +17,7 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 :mod:`broker.security.registry`.
 """
 
+from broker.fixtures import FIXTURES, build_fixtures
 from broker.outgoing.http import HTTP_OUTGOING, build_http_outgoing
 
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
@@ -29,4 +30,5 @@ OUTGOING_TYPES = {
 }
 
 SECTIONS = {
+    "fixtures": (FIXTURES, build_fixtures),
 }

@@ -67,10 +67,11 @@ AUTH_TYPES = {
 HTTP_OUTGOING = Schema("http outgoing", {
     "name": _NAME,
     "type": _TYPE,
-    "address": Field(Str(pattern=r"^(self|https?://[^\s/?#@]+(/[^\s?#]*)?)$",
-                         problem='expected "self" or an address such as https://api.example.com '
-                                 'or http://host:8080/base (no credentials, query or fragment)'),
-                     required=True, doc='scheme://host[:port][/base]; "self" = this broker'),
+    "address": Field(Str(pattern=r"^(self|https?://[^\s/?#@]+)(/[^\s?#]*)?$",
+                         problem='expected an address such as https://api.example.com, '
+                                 'http://host:8080/base or self/base (no credentials, query or '
+                                 'fragment)'),
+                     required=True, doc='scheme://host[:port][/base]; "self[/base]" = this broker'),
     "path": Field(Str(pattern=r"^/[^\s?#]*$", problem='expected a path starting with "/"'),
                   default="/", doc="appended to address; {name} segments are filled from params"),
     "method": Field(Choice(*METHODS), default="GET", doc="the method of request()"),
@@ -93,6 +94,8 @@ HTTP_OUTGOING = Schema("http outgoing", {
 })
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# RFC 3986 sub-delims and ":@" may stay in a path segment (ECB keys use "+"); "/" may not.
+_SEGMENT_SAFE = "!$&'()*+,;=:@"
 
 
 class HTTPResult:
@@ -218,13 +221,14 @@ class HTTPConnection(Service):
         if missing:
             raise ValueError(f'outgoing http "{self.name}": no value for path parameter(s) '
                              f'{", ".join(missing)}')
-        path = _PARAM.sub(lambda m: quote(str(merged[m.group(1)]), safe=""), self.config.path)
+        path = _PARAM.sub(lambda m: quote(str(merged[m.group(1)]), safe=_SEGMENT_SAFE), self.config.path)
         query = [(k, _text(v)) for k, v in merged.items() if k not in self._path_params]
         address = self.config.address
-        if address == "self":
-            address = self._self_address() if self._self_address else None
-            if address is None:
+        if address == "self" or address.startswith("self/"):
+            own = self._self_address() if self._self_address else None
+            if own is None:
                 raise ConnectionFailed(self.name, "this broker is not listening on TCP yet")
+            address = own + address[4:]
         base = address.rstrip("/")
         url = base + (path if path != "/" or base.count("/") > 2 else "/")
         if query:
