@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import (Agent, BrowserLikePolicyForHTTPS, BrowserLikeRedirectAgent,
                                 HTTPConnectionPool, ResponseFailed, ResponseNeverReceived)
 from twisted.web._newclient import RequestTransmissionFailed
+from twisted.web.client import _HTTP11ClientFactory
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -98,6 +99,12 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SEGMENT_SAFE = "!$&'()*+,;=:@"
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    """No "Starting factory" log line per pooled connection."""
+
+    noisy = False
+
+
 class HTTPResult:
     """One answer: ``status``, ``headers`` (lower-case names), ``data`` (parsed), ``body`` (bytes)."""
 
@@ -157,6 +164,7 @@ class HTTPConnection(Service):
         self._path_params = frozenset(_PARAM.findall(section.path))
         self._headers = {**section.headers, **_auth_headers(section.auth)}
         self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool._factory = _QuietFactory
         self._pool.maxPersistentPerHost = section.max_connections
         agent = Agent(reactor, contextFactory=_tls_policy(section),
                       connectTimeout=section.connect_timeout, pool=self._pool)

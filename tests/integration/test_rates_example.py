@@ -1,0 +1,179 @@
+"""The exchange-rates example end to end: a real ``twistd -n broker`` whose outgoing
+HTTP connections fetch from the fixture providers it serves itself.
+
+The tests marked ``needs_cache_and_scheduler`` run once the cache and scheduler
+sections exist (their branch merged); the others run on their own.
+"""
+
+import json
+import socket
+import subprocess
+import time
+import pytest
+
+from broker.registry import SECTIONS
+from tests.integration.broker_process import ROOT, BrokerProcess
+
+needs_cache = pytest.mark.skipif("cache" not in SECTIONS, reason="needs the cache section (cache branch)")
+needs_cache_and_scheduler = pytest.mark.skipif(
+    not {"cache", "scheduler"} <= set(SECTIONS), reason="needs the cache and scheduler sections")
+
+EXAMPLE = ROOT / "etc" / "examples" / "rates.yaml"
+
+
+def get_json(broker, path, method="GET", **kwargs):
+    status, headers, body = broker.request(method, path, **kwargs)
+    return status, json.loads(body) if body else None
+
+
+def wait_until(check, timeout=30.0, every=0.1):
+    """Poll ``check()`` until it returns something true (a wait, not a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    return check()
+
+
+@pytest.fixture(scope="module")
+def broker():
+    process = BrokerProcess().start()          # the sample etc/broker.yaml
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def providers_up(broker):
+    yield
+    for provider in ("ecb", "ecb-sdmx", "frankfurter"):
+        broker.request("POST", f"/fixtures/rates/{provider}/up")
+
+
+def test_rates_in_the_sample_config(broker):
+    status, body = get_json(broker, "/rates?currency=USD,GBP")
+    assert status == 200, body
+    assert [row["currency"] for row in body] == ["USD", "GBP"]
+    for row in body:
+        assert set(row) == {"currency", "rate", "provider", "as_of", "is_stale"}
+        assert row["provider"] == "ecb" and row["is_stale"] is False
+        assert 0.5 < row["rate"] < 2
+    status, everything = get_json(broker, "/rates")
+    assert status == 200 and len(everything) == 30
+
+
+def test_every_provider_was_fetched_through_its_outgoing_connection(broker):
+    get_json(broker, "/rates?currency=USD&max_age=0")
+    _, metrics = get_json(broker, "/broker/metrics")
+    counters = metrics["counters"]
+    for name in ("ECB", "ECB-SDMX", "Frankfurter"):
+        assert counters[f"outgoing.http.{name}"]["ok"] >= 1, counters
+    assert all(n >= 1 for n in counters["fixtures.rates"].values())
+
+
+def test_unknown_and_malformed_currencies(broker):
+    status, body = get_json(broker, "/rates?currency=USD,XAU")
+    assert status == 404
+    assert body["errors"] == [{"field": "currency", "problem": "no rate for XAU"}]
+    status, body = get_json(broker, "/rates?currency=dollar")
+    assert status == 400
+    assert body["errors"][0]["field"] == "currency"
+
+
+def test_one_provider_down_the_others_still_serve(broker):
+    broker.request("POST", "/fixtures/rates/ecb/down")
+    status, body = get_json(broker, "/rates?currency=USD,JPY&max_age=0")   # max_age=0: refresh now
+    assert status == 200, body
+    assert {row["provider"] for row in body} == {"ecb-sdmx"}
+    assert not any(row["is_stale"] for row in body)
+    assert "rates: provider ecb failed: GET answered 503" in broker.output
+
+
+@needs_cache
+def test_all_providers_down_serves_the_last_rates_as_stale(broker):
+    status, before = get_json(broker, "/rates?currency=USD&max_age=0")
+    assert status == 200 and before[0]["is_stale"] is False
+    for provider in ("ecb", "ecb-sdmx", "frankfurter"):
+        broker.request("POST", f"/fixtures/rates/{provider}/down")
+    status, after = get_json(broker, "/rates?currency=USD&max_age=0")
+    assert status == 200, after
+    assert after[0]["is_stale"] is True
+    assert after[0]["rate"] == before[0]["rate"]
+
+
+@needs_cache_and_scheduler
+def test_the_offline_example_refreshes_on_its_own():
+    process = BrokerProcess(config=EXAMPLE, env={"RATES_REFRESH_INTERVAL": "1s"}).start()
+    try:
+        def served():
+            _, metrics = get_json(process, "/broker/metrics")
+            counts = metrics["counters"].get("fixtures.rates", {})
+            return counts if counts and min(counts.values()) >= 2 else None
+        # Two scheduled refreshes happen without any /rates request.
+        assert wait_until(served), process.output
+        status, body = get_json(process, "/rates?currency=USD,GBP,JPY")
+        assert status == 200, body
+        assert [row["currency"] for row in body] == ["USD", "GBP", "JPY"]
+        assert "Traceback" not in process.output
+    finally:
+        process.stop()
+
+
+def redis_config(tmp_path, port):
+    """rates.yaml with its Redis lines switched on, pointing at ``port``."""
+    text = EXAMPLE.read_text()
+    text = text.replace("  backend: memory\n  # redis: redis\n", "  backend: redis\n  redis: redis\n")
+    text = text.replace("# connections:\n#   - name: redis\n#     type: redis\n"
+                        "#     host: ${REDIS_HOST:127.0.0.1}\n#     port: ${REDIS_PORT:6379}\n",
+                        f"connections:\n  - name: redis\n    type: redis\n    host: 127.0.0.1\n"
+                        f"    port: {port}\n")
+    assert "backend: redis" in text and "\nconnections:" in text
+    config = tmp_path / "rates-redis.yaml"
+    config.write_text(text.replace("../../plugins/rates.py", str(ROOT / "plugins" / "rates.py")))
+    return config
+
+
+def redis_cli(*args):
+    return subprocess.run(["redis-cli", *args], capture_output=True, text=True, timeout=10).stdout
+
+
+@needs_cache_and_scheduler
+def test_the_offline_example_keeps_rates_in_redis(tmp_path):
+    process = BrokerProcess(config=redis_config(tmp_path, 6379),
+                            env={"RATES_REFRESH_INTERVAL": "1s"}).start()
+    try:
+        status, body = get_json(process, "/rates?currency=USD")
+        assert status == 200, body
+        keys = wait_until(lambda: redis_cli("--scan", "--pattern", "*rates:EUR*").split())
+        assert keys, process.output
+        assert '"USD"' in redis_cli("GET", keys[0])
+    finally:
+        process.stop()
+        for key in redis_cli("--scan", "--pattern", "*rates:EUR*").split():
+            redis_cli("DEL", key)
+
+
+@needs_cache_and_scheduler
+def test_redis_down_rates_get_still_answers(tmp_path):
+    with socket.socket() as spare:              # a port nobody listens on
+        spare.bind(("127.0.0.1", 0))
+        dead = spare.getsockname()[1]
+    process = BrokerProcess(config=redis_config(tmp_path, dead)).start()
+    try:
+        status, body = get_json(process, "/rates?currency=USD,GBP")
+        assert status == 200, body
+        assert [row["currency"] for row in body] == ["USD", "GBP"]
+    finally:
+        process.stop()
+
+
+def test_the_example_configs_check():
+    from broker.config.model import load_config
+    for name in ("rates.yaml", "rates-online.yaml"):
+        path = ROOT / "etc" / "examples" / name
+        if {"cache", "scheduler"} <= set(SECTIONS):
+            config = load_config(path)
+            assert [o.name for o in config.outgoing] == ["ECB", "ECB-SDMX", "Frankfurter"]
+        else:
+            pytest.skip("the example configs use the cache and scheduler sections")
