@@ -290,11 +290,15 @@ async def _refresh(service):
             await service.cache.set(CACHE_KEY, snapshot, ttl=CACHE_TTL)
     except Exception as exc:
         service.logger.warn("rates: cache write failed: {error}", error=str(exc))
-    return {**snapshot, "changed": await _publish(service, changed)}
+    return {**snapshot, "changed": _publish(service, changed)}
 
 
-async def _publish(service, changed):
-    """Publish each change to ``rates.EUR.<CUR>`` (and AMQP); the currencies changed."""
+def _publish(service, changed):
+    """Publish each change to ``rates.EUR.<CUR>`` (and AMQP); the currencies changed.
+
+    Publications are not waited for (an AMQP broker that is down must not
+    hold up a refresh); failures are logged in one line per refresh.
+    """
     if not changed:
         return []
     sends = []
@@ -311,12 +315,16 @@ async def _publish(service, changed):
             sends.append(defer.maybeDeferred(service.publish, topic, message))
         if outgoing is not None:
             sends.append(defer.maybeDeferred(outgoing.publish, message, routing_key=topic))
-    results = await defer.DeferredList(sends, consumeErrors=True)
-    failed = [r for ok, r in results if not ok]
+    if sends:
+        defer.DeferredList(sends, consumeErrors=True).addCallback(_log_failures, service, len(sends))
+    return [entry["currency"] for entry, _ in changed]
+
+
+def _log_failures(results, service, total):
+    failed = [result for ok, result in results if not ok]
     if failed:
         service.logger.warn("rates: {count} of {total} publications failed, first: {error}",
-                            count=len(failed), total=len(sends), error=failed[0].getErrorMessage())
-    return [entry["currency"] for entry, _ in changed]
+                            count=len(failed), total=total, error=failed[0].getErrorMessage())
 
 
 # -- the services -------------------------------------------------------------------------------

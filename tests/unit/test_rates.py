@@ -362,3 +362,67 @@ def test_get_when_every_provider_is_down_and_nothing_is_cached():
         resources.out.http[name].down = True
     with pytest.raises(ServiceUnavailable):
         call_service_sync(rates.GetRates, {"currency": "USD"}, resources=resources)
+
+
+class PendingConnection:
+    """Answers only when the test says so."""
+
+    def __init__(self, make, fmt):
+        self.make, self.fmt, self.pending = make, fmt, []
+
+    def request(self):
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+    def answer(self):
+        for d in self.pending:
+            d.callback(FakeResult(parse_body(self.fmt, self.make())))
+
+
+def test_concurrent_misses_share_one_refresh():
+    resources = node(providers=())
+    fixtures = RateFixtures()
+    slow = PendingConnection(fixtures.ecb_daily_xml, "xml")
+    resources.out.http.add("ECB", slow)
+    from broker.testing import call_service
+    first = call_service(rates.GetRates, {"currency": "USD"}, resources=resources)
+    second = call_service(rates.GetRates, {"currency": "GBP"}, resources=resources)
+    assert len(slow.pending) == 1                                    # one fetch for both callers
+    slow.answer()
+    assert [r["currency"] for r in first.result.payload] == ["USD"]
+    assert [r["currency"] for r in second.result.payload] == ["GBP"]
+
+
+def test_failed_publications_are_logged_not_raised():
+    from twisted.logger import formatEvent, globalLogPublisher
+    resources = node()
+    resources.pubsub.publish = lambda topic, data, publisher=None: defer.fail(RuntimeError("hub full"))
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        response = call_service_sync(rates.RefreshRates, {}, resources=resources)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert len(response.payload["changed"]) == len(BASE_RATES)
+    logged = [formatEvent(e) for e in events]
+    assert f"rates: 30 of 30 publications failed, first: hub full" in logged
+
+
+class FakeAMQP:
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, data, routing_key=None):
+        self.sent.append((routing_key, data))
+        return defer.succeed(None)
+
+
+def test_changes_go_to_the_amqp_outgoing_named_rates_when_there_is_one():
+    resources = node()
+    amqp = FakeAMQP()
+    resources.out.amqp.add("rates", amqp)
+    call_service_sync(rates.RefreshRates, {}, resources=resources)
+    assert len(amqp.sent) == len(BASE_RATES)
+    routing_key, message = amqp.sent[0]
+    assert routing_key == f"rates.EUR.{message['currency']}" and message["base"] == "EUR"
