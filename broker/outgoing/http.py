@@ -355,12 +355,17 @@ def _cancelled(exc):
     return any(isinstance(r, Failure) and r.check(defer.CancelledError) for r in reasons)
 
 
+def _is_tls_error(exc):
+    kind = type(exc)
+    return "SSL" in kind.__module__ or "SSL" in kind.__name__ or "certificate" in str(exc)
+
+
 def _describe(exc):
     """A short text for a transport failure (no address, no secrets)."""
     if isinstance(exc, (ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed)):
         reasons = getattr(exc, "reasons", None) or []
         inner = [r.value for r in reasons if isinstance(r, Failure)]
-        if inner and any("SSL" in type(v).__name__ or "TLS" in str(v)[:40] for v in inner):
+        if any(_is_tls_error(v) for v in inner):
             return "TLS handshake failed (certificate not trusted?)"
         return "the connection was lost before a complete answer"
     if isinstance(exc, net_error.DNSLookupError):

@@ -1,0 +1,96 @@
+"""TLS verification of outgoing HTTP connections against a real HTTPS server on 127.0.0.1.
+
+The server's certificate (for "localhost") is signed by a CA made for the test: the
+system's trust store does not know it, so the default (verify) refuses it; trusting the CA
+with ``tls_ca_file`` accepts it; ``tls_verify: false`` skips the check.
+"""
+
+import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, reactor, ssl
+from twisted.trial.unittest import TestCase
+from twisted.web import resource, server
+
+from broker.outgoing.errors import ConnectionFailed
+from broker.outgoing.http import HTTP_OUTGOING, HTTPConnection
+
+
+def _cert(subject, issuer, public_key, signing_key, ca, names=()):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+               .public_key(public_key).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                                        critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def make_pki(tmp):
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("broker test CA", "broker test CA", ca_key.public_key(), ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert("localhost", "broker test CA", key.public_key(), ca_key, False, ["localhost"])
+    ca_file = tmp / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    pem = (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+           + cert.public_bytes(serialization.Encoding.PEM))
+    return str(ca_file), ssl.PrivateCertificate.loadPEM(pem)
+
+
+class Hello(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        return b'{"hello": "tls"}'
+
+
+class OutgoingHTTPSTests(TestCase):
+
+    def setUp(self):
+        from pathlib import Path
+        tmp = Path(self.mktemp())
+        tmp.mkdir(parents=True)
+        self.ca_file, certificate = make_pki(tmp)
+        site = server.Site(Hello())
+        site.noisy = False
+        self.port = reactor.listenSSL(0, site, certificate.options(), interface="127.0.0.1")
+        self.connections = []
+
+    @defer.inlineCallbacks
+    def tearDown(self):
+        for conn in self.connections:
+            yield conn.stopService()
+        yield self.port.stopListening()
+
+    def make(self, **overrides):
+        config = {"name": "tls-api", "type": "http", "retries": 0,
+                  "address": f"https://localhost:{self.port.getHost().port}", **overrides}
+        conn = HTTPConnection(HTTP_OUTGOING.check(config), reactor)
+        self.connections.append(conn)
+        return conn
+
+    @defer.inlineCallbacks
+    def test_an_unknown_ca_is_refused_by_default(self):
+        with self.assertRaises(ConnectionFailed) as caught:
+            yield self.make().get()
+        self.assertIn("TLS", caught.exception.message)
+
+    @defer.inlineCallbacks
+    def test_trusting_the_ca_file(self):
+        result = yield self.make(tls_ca_file=self.ca_file).get()
+        self.assertEqual(result.data, {"hello": "tls"})
+
+    @defer.inlineCallbacks
+    def test_verification_off(self):
+        result = yield self.make(tls_verify=False).get()
+        self.assertEqual(result.data, {"hello": "tls"})
