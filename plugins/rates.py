@@ -30,7 +30,11 @@ from broker.errors import NotFound, ServiceUnavailable, ValidationError
 from broker.runtime import NoSuchConnection
 
 BASE = "EUR"
+# Cache keys: "rates:EUR" → {"base", "refreshed_at", "currencies": [...]}; "rates:EUR:<CUR>" →
+# that currency's entry; "rates:EUR:state" → {"providers": what each said last, "rates": merged}
+# (read by refreshes only).  rates.get reads the first and the currencies asked for, in one call.
 CACHE_KEY = "rates:EUR"
+STATE_KEY = "rates:EUR:state"
 CACHE_TTL = 86400               # a snapshot nobody refreshes for a day is dropped
 AMQP_OUTGOING = "rates"         # publish changes here too when it is configured
 
@@ -211,15 +215,20 @@ def _cache(service):
     return cache
 
 
-async def _cached(service):
+def _key(code):
+    return f"{CACHE_KEY}:{code}"
+
+
+async def _cached(service, keys):
+    """``{key: value}`` of those ``keys`` in the cache; ``{}`` without one or when it fails."""
     cache = _cache(service)
     if cache is None:
-        return None
+        return {}
     try:
-        return await cache.get(CACHE_KEY)
+        return await cache.get_many(keys)
     except Exception as exc:  # the cache contract says failures are misses; be safe anyway
         service.logger.warn("rates: cache read failed: {error}", error=str(exc))
-        return None
+        return {}
 
 
 async def _fetch(service, provider):
@@ -269,8 +278,8 @@ async def refresh(service):
 
 
 async def _refresh(service):
-    previous = await _cached(service) or {}
-    old_providers = previous.get("providers", {})
+    state = (await _cached(service, [STATE_KEY])).get(STATE_KEY) or {}
+    old_providers = state.get("providers", {})
     fetched = await defer.gatherResults(
         [defer.Deferred.fromCoroutine(_fetch(service, p)) for p in PROVIDERS])
     providers = {}
@@ -282,15 +291,27 @@ async def _refresh(service):
             result["rates"] = kept.get("rates", {})
             result["fetched_at"] = kept.get("fetched_at")
         providers[provider.id] = result
-    snapshot = {"base": BASE, "refreshed_at": clock(), "providers": providers,
-                "rates": merge(providers)}
-    changed = changes(previous.get("rates", {}), snapshot["rates"])
+    merged = merge(providers)
+    snapshot = {"base": BASE, "refreshed_at": clock(), "currencies": list(merged)}
+    changed = changes(state.get("rates", {}), merged)
+    if _cache(service) is not None:
+        await _store(service, snapshot, merged, {"providers": providers, "rates": merged})
+    return {**snapshot, "rates": merged, "providers": providers,
+            "changed": _publish(service, changed)}
+
+
+async def _store(service, snapshot, merged, state):
+    """Each currency, then the state, then the snapshot naming them (readers never miss one)."""
+    cache = service.cache
     try:
-        if _cache(service) is not None:
-            await service.cache.set(CACHE_KEY, snapshot, ttl=CACHE_TTL)
+        await defer.gatherResults([defer.maybeDeferred(cache.set, _key(code), entry, ttl=CACHE_TTL)
+                                   for code, entry in merged.items()], consumeErrors=True)
+        await cache.set(STATE_KEY, state, ttl=CACHE_TTL)
+        await cache.set(CACHE_KEY, snapshot, ttl=CACHE_TTL)
     except Exception as exc:
-        service.logger.warn("rates: cache write failed: {error}", error=str(exc))
-    return {**snapshot, "changed": _publish(service, changed)}
+        error = getattr(exc, "subFailure", None)
+        service.logger.warn("rates: cache write failed: {error}",
+                            error=error.getErrorMessage() if error is not None else str(exc))
 
 
 def _publish(service, changed):
@@ -376,16 +397,27 @@ class GetRates(Service):
 
     async def handle(self):
         wanted = requested_currencies(self.request.input.currency)
-        max_age = self.request.input.max_age
-        snapshot = await _cached(self)
-        too_old = bool(snapshot) and clock() - snapshot["refreshed_at"] > max_age
-        if not snapshot or too_old:
-            snapshot = await refresh(self)        # a miss, or nobody refreshed it lately
-        rates = snapshot["rates"]
-        if not rates:
-            raise ServiceUnavailable("No exchange rates available: no provider has answered yet")
+        rates = await self._from_cache(wanted, self.request.input.max_age)
+        if rates is None:                   # a miss, or nobody refreshed it lately
+            rates = (await refresh(self))["rates"]
+            if not rates:
+                raise ServiceUnavailable("No exchange rates available: no provider has answered yet")
         unknown = [c for c in wanted if c not in rates]
         if unknown:
             raise NotFound(f"No rate for {', '.join(unknown)}", errors=[
                 {"field": "currency", "problem": f"no rate for {code}"} for code in unknown])
         self.response.payload = [rates[c] for c in (wanted or rates)]
+
+    async def _from_cache(self, wanted, max_age):
+        """``{currency: entry}`` from the cache (every one when none is wanted), or None if a
+        refresh is due: no snapshot, one older than ``max_age``, or an entry gone missing."""
+        found = await _cached(self, [CACHE_KEY, *map(_key, wanted)])
+        snapshot = found.get(CACHE_KEY)
+        if not snapshot or clock() - snapshot["refreshed_at"] > max_age:
+            return None
+        known = snapshot["currencies"]
+        codes = [c for c in wanted if c in known] if wanted else known
+        if not wanted:
+            found = await _cached(self, list(map(_key, codes)))
+        rates = {c: found.get(_key(c)) for c in codes}
+        return None if None in rates.values() else rates

@@ -205,6 +205,9 @@ class FakeCache:
         value = self.data.get(key)
         return defer.succeed(None if value is None else json.loads(value))
 
+    def get_many(self, keys):
+        return defer.succeed({k: json.loads(self.data[k]) for k in keys if k in self.data})
+
     def set(self, key, value, ttl=None):
         self.data[key], self.ttls[key] = json.dumps(value), ttl
         return defer.succeed(None)
@@ -258,8 +261,9 @@ def test_refresh_stores_one_entry_per_currency_and_publishes_changes():
     assert response.payload["providers_ok"] == ["ecb", "ecb-sdmx", "frankfurter"]
     assert response.payload["providers_failed"] == []
     stored = json.loads(resources.cache.data["rates:EUR"])
-    assert stored["rates"]["USD"]["provider"] == "ecb"
-    assert resources.cache.ttls["rates:EUR"] == rates.CACHE_TTL
+    assert stored["base"] == "EUR" and stored["currencies"] == sorted(BASE_RATES)
+    assert json.loads(resources.cache.data["rates:EUR:USD"])["provider"] == "ecb"
+    assert set(resources.cache.ttls.values()) == {rates.CACHE_TTL}
     topics = [topic for topic, _, _ in resources.pubsub.published]
     assert "rates.EUR.USD" in topics and len(topics) == len(BASE_RATES)
     _, message, publisher = resources.pubsub.published[topics.index("rates.EUR.USD")]
@@ -278,10 +282,12 @@ def test_refresh_tolerates_a_provider_down_and_keeps_its_last_rates_as_stale():
     response = call_service_sync(rates.RefreshRates, {}, resources=resources)
     assert response.payload["providers_failed"] == ["ecb"]
     assert response.payload["currency_count"] == len(BASE_RATES)
-    stored = json.loads(resources.cache.data["rates:EUR"])
-    assert stored["providers"]["ecb"]["error"] == "connection refused"
-    assert stored["rates"]["USD"]["provider"] == "ecb-sdmx"        # a fresh one beats a kept one
-    assert not stored["rates"]["USD"]["is_stale"]
+    providers = json.loads(resources.cache.data["rates:EUR:state"])["providers"]
+    assert providers["ecb"]["error"] == "connection refused"
+    assert providers["ecb"]["rates"]["USD"]["as_of"] == "2024-01-05"        # kept from last time
+    usd = json.loads(resources.cache.data["rates:EUR:USD"])
+    assert usd["provider"] == "ecb-sdmx"                          # a fresh one beats a kept one
+    assert not usd["is_stale"]
 
 
 def test_refresh_with_a_malformed_provider_payload_serves_the_others():
@@ -289,10 +295,10 @@ def test_refresh_with_a_malformed_provider_payload_serves_the_others():
     resources.out.http["Frankfurter"].make = lambda: b'{"base": "USD", "date": "2024-01-05", "rates": {}}'
     response = call_service_sync(rates.RefreshRates, {}, resources=resources)
     assert response.payload["providers_failed"] == ["frankfurter"]
-    stored = json.loads(resources.cache.data["rates:EUR"])
-    assert stored["providers"]["frankfurter"]["error"] == \
+    state = json.loads(resources.cache.data["rates:EUR:state"])
+    assert state["providers"]["frankfurter"]["error"] == \
         "malformed payload: base is 'USD', expected 'EUR'"
-    assert len(stored["rates"]) == len(BASE_RATES)
+    assert len(state["rates"]) == len(BASE_RATES)
 
 
 def test_refresh_without_pubsub_carries_on():
@@ -318,9 +324,31 @@ def test_get_fetches_on_a_miss_then_serves_from_the_cache():
     assert resources.out.http["ECB"].calls == calls                   # served from the cache
 
 
+def test_get_refreshes_when_an_entry_is_gone_from_the_cache():
+    resources = node()
+    call_service_sync(rates.RefreshRates, {}, resources=resources)
+    del resources.cache.data["rates:EUR:GBP"]                         # evicted, say
+    calls = resources.out.http["ECB"].calls
+    response = call_service_sync(rates.GetRates, {"currency": "USD,GBP"}, resources=resources)
+    assert [r["currency"] for r in response.payload] == ["USD", "GBP"]
+    assert resources.out.http["ECB"].calls == calls + 1
+
+
+def test_get_without_a_cache_fetches_every_time():
+    resources = node()
+    resources.cache = None
+    for _ in range(2):
+        response = call_service_sync(rates.GetRates, {"currency": "USD"}, resources=resources)
+        assert response.payload[0]["currency"] == "USD"
+    assert resources.out.http["ECB"].calls == 2
+
+
 def test_get_without_currency_answers_all():
-    response = call_service_sync(rates.GetRates, {}, resources=node())
-    assert [r["currency"] for r in response.payload] == sorted(BASE_RATES)
+    resources = node()
+    for _ in range(2):                                                  # a miss, then the cache
+        response = call_service_sync(rates.GetRates, {}, resources=resources)
+        assert [r["currency"] for r in response.payload] == sorted(BASE_RATES)
+    assert resources.out.http["ECB"].calls == 1
 
 
 def test_get_refreshes_a_snapshot_older_than_max_age(monkeypatch):

@@ -1,0 +1,2 @@
+-- wrk script: a plain GET (the URL carries the query).
+wrk.method = "GET"
