@@ -6,6 +6,7 @@ sections exist (their branch merged); the others run on their own.
 """
 
 import json
+import secrets
 import socket
 import subprocess
 import time
@@ -120,10 +121,11 @@ def test_the_offline_example_refreshes_on_its_own():
         process.stop()
 
 
-def redis_config(tmp_path, port):
-    """rates.yaml with its Redis lines switched on, pointing at ``port``."""
+def redis_config(tmp_path, port, prefix="broker:"):
+    """rates.yaml with its Redis lines switched on, pointing at ``port``, keys under ``prefix``."""
     text = EXAMPLE.read_text()
-    text = text.replace("  backend: memory\n  # redis: redis\n", "  backend: redis\n  redis: redis\n")
+    text = text.replace("  backend: memory\n  # redis: redis\n",
+                        f'  backend: redis\n  redis: redis\n  prefix: "{prefix}"\n')
     text = text.replace("# connections:\n#   - name: redis\n#     type: redis\n"
                         "#     host: ${REDIS_HOST:127.0.0.1}\n#     port: ${REDIS_PORT:6379}\n",
                         f"connections:\n  - name: redis\n    type: redis\n    host: 127.0.0.1\n"
@@ -140,17 +142,20 @@ def redis_cli(*args):
 
 @needs_cache_and_scheduler
 def test_the_offline_example_keeps_rates_in_redis(tmp_path):
-    process = BrokerProcess(config=redis_config(tmp_path, 6379),
+    prefix = f"test-rates-{secrets.token_hex(4)}:"
+    process = BrokerProcess(config=redis_config(tmp_path, 6379, prefix),
                             env={"RATES_REFRESH_INTERVAL": "1s"}).start()
     try:
         status, body = get_json(process, "/rates?currency=USD")
         assert status == 200, body
-        keys = wait_until(lambda: redis_cli("--scan", "--pattern", "*rates:EUR*").split())
-        assert keys, process.output
-        assert '"USD"' in redis_cli("GET", keys[0])
+        stored = wait_until(lambda: redis_cli("GET", f"{prefix}rates:EUR:USD").strip())
+        entry = json.loads(stored)                     # the scheduler may have moved the rate since
+        assert entry["currency"] == "USD" and set(entry) == set(body[0])
+        snapshot = json.loads(redis_cli("GET", f"{prefix}rates:EUR"))
+        assert "USD" in snapshot["currencies"]
     finally:
         process.stop()
-        for key in redis_cli("--scan", "--pattern", "*rates:EUR*").split():
+        for key in redis_cli("--scan", "--pattern", f"{prefix}*").split():
             redis_cli("DEL", key)
 
 
