@@ -91,6 +91,18 @@ def test_one_provider_down_the_others_still_serve(broker):
     assert "rates: provider ecb failed: GET answered 503" in broker.output
 
 
+@pytest.mark.skipif("pubsub" not in SECTIONS, reason="needs the pubsub section (pubsub branch)")
+def test_rate_changes_are_published_to_topics(broker):
+    def published():
+        _, metrics = get_json(broker, "/broker/metrics")
+        return metrics["counters"]["pubsub"]["published"]
+    before = published()
+    status, _ = get_json(broker, "/rates?currency=USD&max_age=0")       # a refresh: the fixtures move
+    assert status == 200
+    assert wait_until(lambda: published() > before)
+    assert "pub/sub is not configured" not in broker.output
+
+
 @needs_cache
 def test_all_providers_down_serves_the_last_rates_as_stale(broker):
     status, before = get_json(broker, "/rates?currency=USD&max_age=0")
