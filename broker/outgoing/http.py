@@ -28,6 +28,8 @@ import random
 import re
 from urllib.parse import quote, urlencode
 
+from OpenSSL.crypto import Error as OpenSSLError
+from treq.client import HTTPClient  # installs no reactor
 from twisted.application.service import Service
 from twisted.internet import defer, error as net_error, ssl, task
 from twisted.logger import Logger
@@ -40,7 +42,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from broker.config.schema import (Bool, Choice, Duration, Field, Int, ListOf, MapOf, Path, Schema,
-                                  Size, Str, Tagged)
+                                  Size, Str, Tagged, config_error)
 from broker.outgoing.content import FORMATS, BodyTooLarge, encode_body, parse_body, read_body
 from broker.outgoing.errors import (BadStatus, ConnectionFailed, OutgoingTimeout, ResponseTooLarge,
                                     UnparseableResponse)
@@ -172,8 +174,7 @@ class HTTPConnection(Service):
             sensitive = [section.auth.header.encode()] if section.auth and section.auth.type == "apikey" else []
             agent = BrowserLikeRedirectAgent(agent, redirectLimit=section.max_redirects,
                                              sensitiveHeaderNames=sensitive)
-        import treq.client  # imports no reactor
-        self._client = treq.client.HTTPClient(agent)
+        self._client = HTTPClient(agent)
         self.counters = {"requests": 0, "ok": 0, "retries": 0, "timeouts": 0, "connection_errors": 0,
                          "too_large": 0, "bad_status": 0, "unparseable": 0}
 
@@ -379,7 +380,12 @@ def _describe(exc):
 
 def build_http_outgoing(section, ctx):
     """The :class:`HTTPConnection` for a checked ``http`` outgoing section."""
-    connection = HTTPConnection(section, ctx.reactor, self_address=lambda: _own_address(ctx.node))
+    try:
+        connection = HTTPConnection(section, ctx.reactor, self_address=lambda: _own_address(ctx.node))
+    except OSError as exc:
+        raise config_error(section, "tls_ca_file", f"cannot read it: {exc.strerror}") from None
+    except OpenSSLError:
+        raise config_error(section, "tls_ca_file", "not a PEM certificate") from None
     ctx.resources.metrics[f"outgoing.http.{section.name}"] = lambda: connection.counters
     return connection
 

@@ -94,3 +94,31 @@ class OutgoingHTTPSTests(TestCase):
     def test_verification_off(self):
         result = yield self.make(tls_verify=False).get()
         self.assertEqual(result.data, {"hello": "tls"})
+
+
+class CAFileConfigTests(TestCase):
+
+    def build(self, path):
+        from broker.components import BuildContext
+        from broker.outgoing.http import build_http_outgoing
+        from broker.runtime import Resources
+        ctx = BuildContext(config=None, reactor=reactor, store=None, invoker=None, security={},
+                           resources=Resources(), router=None, http_app=None, node=None)
+        section = HTTP_OUTGOING.check({"name": "x", "type": "http", "address": "https://localhost",
+                                       "tls_ca_file": str(path)})
+        return build_http_outgoing(section, ctx)
+
+    def test_missing_ca_file_is_a_config_error(self):
+        from broker.config import ConfigError
+        with self.assertRaises(ConfigError) as caught:
+            self.build("/nonexistent/ca.pem")
+        self.assertIn("tls_ca_file: cannot read it: No such file or directory", str(caught.exception))
+
+    def test_garbage_ca_file_is_a_config_error(self):
+        from pathlib import Path
+        from broker.config import ConfigError
+        path = Path(self.mktemp())
+        path.write_text("not a certificate")
+        with self.assertRaises(ConfigError) as caught:
+            self.build(path)
+        self.assertIn("tls_ca_file: not a PEM certificate", str(caught.exception))
