@@ -55,7 +55,8 @@ def one_run(key, args):
     with ServerProcess(name, argv(port), env=env, cwd=ROOT).start() as server:
         server.wait_ready(lambda: check(port), timeout=30)
         quiet_guard()
-        result, _raw, _cpu = run_wrk(f"http://{HOST}:{port}{PATH}", args.duration, args.connections, 2, SCRIPT)
+        url = f"http://{HOST}:{port}{PATH}"
+        result, _raw, _cpu = run_wrk(url, args.duration, args.connections, 2, SCRIPT)
     bad = result["non_2xx_3xx"] + sum(result["socket_errors"].values())
     return result["req_s"], result.get("p99_ms"), bad
 

@@ -171,7 +171,8 @@ class HTTPConnection(Service):
         agent = Agent(reactor, contextFactory=_tls_policy(section),
                       connectTimeout=section.connect_timeout, pool=self._pool)
         if section.max_redirects:
-            sensitive = [section.auth.header.encode()] if section.auth and section.auth.type == "apikey" else []
+            auth = section.auth
+            sensitive = [auth.header.encode()] if auth is not None and auth.type == "apikey" else []
             agent = BrowserLikeRedirectAgent(agent, redirectLimit=section.max_redirects,
                                              sensitiveHeaderNames=sensitive)
         self._client = HTTPClient(agent)

@@ -271,7 +271,8 @@ def test_refresh_stores_one_entry_per_currency_and_publishes_changes():
     # The fixtures move: the next refresh publishes only what changed, with the previous rate.
     resources.pubsub.published.clear()
     again = call_service_sync(rates.RefreshRates, {}, resources=resources)
-    assert sorted(again.payload["changed"]) == sorted(t.split(".")[-1] for t, _, _ in resources.pubsub.published)
+    republished = sorted(topic.split(".")[-1] for topic, _, _ in resources.pubsub.published)
+    assert sorted(again.payload["changed"]) == republished and republished
     assert all(m["previous"] is not None for _, m, _ in resources.pubsub.published)
 
 
@@ -434,7 +435,7 @@ def test_failed_publications_are_logged_not_raised():
         globalLogPublisher.removeObserver(events.append)
     assert len(response.payload["changed"]) == len(BASE_RATES)
     logged = [formatEvent(e) for e in events]
-    assert f"rates: 30 of 30 publications failed, first: hub full" in logged
+    assert "rates: 30 of 30 publications failed, first: hub full" in logged
 
 
 class FakeAMQP:
