@@ -386,17 +386,19 @@ def requested_currencies(values):
 
 
 class GetRates(Service):
-    """EUR rates for ``currency`` (one code, a comma-separated list or a list; none = all)."""
+    """EUR rates for ``currencies`` or ``currency`` (either: one code, a comma-separated list or
+    a list; none = every currency)."""
 
     name = "rates.get"
 
     class SimpleIO:
-        input_optional = (List("currency"), Int("max_age", default=600))
+        input_optional = (List("currencies"), List("currency"), Int("max_age", default=600))
         output_required = ("currency", Float("rate"), "provider", "as_of", Bool("is_stale"))
         output_repeated = True
 
     async def handle(self):
-        wanted = requested_currencies(self.request.input.currency)
+        given = self.request.input
+        wanted = requested_currencies([*(given.currencies or ()), *(given.currency or ())])
         rates = await self._from_cache(wanted, self.request.input.max_age)
         if rates is None:                   # a miss, or nobody refreshed it lately
             rates = (await refresh(self))["rates"]

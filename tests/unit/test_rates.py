@@ -344,6 +344,13 @@ def test_get_without_a_cache_fetches_every_time():
     assert resources.out.http["ECB"].calls == 2
 
 
+def test_get_takes_currencies_or_currency():
+    resources = node()
+    response = call_service_sync(rates.GetRates, {"currencies": "USD,GBP", "currency": ["JPY"]},
+                                 resources=resources)
+    assert [r["currency"] for r in response.payload] == ["USD", "GBP", "JPY"]
+
+
 def test_get_without_currency_answers_all():
     resources = node()
     for _ in range(2):                                                  # a miss, then the cache
