@@ -198,6 +198,7 @@ def changes(previous, current):
 
 _in_flight = weakref.WeakKeyDictionary()     # resources → callers waiting on the refresh under way
 _warned = weakref.WeakKeyDictionary()        # resources → {warnings already logged}
+_last_state = weakref.WeakKeyDictionary()    # resources → this node's last state (cache fallback)
 
 
 def _warn_once(service, key, text, **fields):
@@ -278,7 +279,8 @@ async def refresh(service):
 
 
 async def _refresh(service):
-    state = (await _cached(service, [STATE_KEY])).get(STATE_KEY) or {}
+    # The cache's state is the cluster's; without a cache (or when it fails) this node's own.
+    state = (await _cached(service, [STATE_KEY])).get(STATE_KEY) or _last_state.get(service.resources, {})
     old_providers = state.get("providers", {})
     fetched = await defer.gatherResults(
         [defer.Deferred.fromCoroutine(_fetch(service, p)) for p in PROVIDERS])
@@ -294,8 +296,9 @@ async def _refresh(service):
     merged = merge(providers)
     snapshot = {"base": BASE, "refreshed_at": clock(), "currencies": list(merged)}
     changed = changes(state.get("rates", {}), merged)
+    state = _last_state[service.resources] = {"providers": providers, "rates": merged}
     if _cache(service) is not None:
-        await _store(service, snapshot, merged, {"providers": providers, "rates": merged})
+        await _store(service, snapshot, merged, state)
     return {**snapshot, "rates": merged, "providers": providers,
             "changed": _publish(service, changed)}
 

@@ -15,7 +15,6 @@ import pytest
 from broker.registry import SECTIONS
 from tests.integration.broker_process import ROOT, BrokerProcess
 
-needs_cache = pytest.mark.skipif("cache" not in SECTIONS, reason="needs the cache section (cache branch)")
 needs_cache_and_scheduler = pytest.mark.skipif(
     not {"cache", "scheduler"} <= set(SECTIONS), reason="needs the cache and scheduler sections")
 
@@ -103,7 +102,6 @@ def test_rate_changes_are_published_to_topics(broker):
     assert "pub/sub is not configured" not in broker.output
 
 
-@needs_cache
 def test_all_providers_down_serves_the_last_rates_as_stale(broker):
     status, before = get_json(broker, "/rates?currency=USD&max_age=0")
     assert status == 200 and before[0]["is_stale"] is False

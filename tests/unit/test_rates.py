@@ -335,6 +335,20 @@ def test_get_refreshes_when_an_entry_is_gone_from_the_cache():
     assert resources.out.http["ECB"].calls == calls + 1
 
 
+def test_without_a_cache_changes_and_kept_rates_come_from_the_node_itself():
+    resources = node()
+    resources.cache = None
+    first = call_service_sync(rates.RefreshRates, {}, resources=resources)
+    assert len(first.payload["changed"]) == len(BASE_RATES)
+    resources.out.http["ECB"].down = True
+    resources.out.http["ECB-SDMX"].down = True
+    resources.out.http["Frankfurter"].down = True
+    response = call_service_sync(rates.GetRates, {"currency": "USD"}, resources=resources)
+    assert response.payload[0]["provider"] == "ecb" and response.payload[0]["is_stale"] is True
+    again = call_service_sync(rates.RefreshRates, {}, resources=resources)
+    assert again.payload["changed"] == []                     # nothing new: nothing republished
+
+
 def test_get_without_a_cache_fetches_every_time():
     resources = node()
     resources.cache = None
