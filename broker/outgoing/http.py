@@ -388,6 +388,9 @@ def build_http_outgoing(section, ctx):
     except OpenSSLError:
         raise config_error(section, "tls_ca_file", "not a PEM certificate") from None
     ctx.resources.metrics[f"outgoing.http.{section.name}"] = lambda: connection.counters
+    if not section.tls_verify and section.address.startswith("https:"):
+        log.warn("outgoing http {name}: TLS certificates are NOT verified (tls_verify: false)",
+                 name=section.name)
     return connection
 
 
