@@ -98,15 +98,27 @@ class OutgoingHTTPSTests(TestCase):
 
 class CAFileConfigTests(TestCase):
 
-    def build(self, path):
+    def build(self, path=None, **overrides):
         from broker.components import BuildContext
         from broker.outgoing.http import build_http_outgoing
         from broker.runtime import Resources
         ctx = BuildContext(config=None, reactor=reactor, store=None, invoker=None, security={},
                            resources=Resources(), router=None, http_app=None, node=None)
-        section = HTTP_OUTGOING.check({"name": "x", "type": "http", "address": "https://localhost",
-                                       "tls_ca_file": str(path)})
-        return build_http_outgoing(section, ctx)
+        config = {"name": "x", "type": "http", "address": "https://localhost", **overrides}
+        if path is not None:
+            config["tls_ca_file"] = str(path)
+        return build_http_outgoing(HTTP_OUTGOING.check(config), ctx)
+
+    def test_verification_off_is_warned_about(self):
+        from twisted.logger import formatEvent, globalLogPublisher
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        try:
+            self.build(tls_verify=False)
+        finally:
+            globalLogPublisher.removeObserver(events.append)
+        self.assertIn("outgoing http x: TLS certificates are NOT verified (tls_verify: false)",
+                      [formatEvent(e) for e in events])
 
     def test_missing_ca_file_is_a_config_error(self):
         from broker.config import ConfigError
