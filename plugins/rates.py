@@ -389,8 +389,11 @@ def requested_currencies(values):
 
 
 class GetRates(Service):
-    """EUR rates for ``currencies`` or ``currency`` (either: one code, a comma-separated list or
-    a list; none = every currency)."""
+    """EUR exchange rates, one row per currency, from the cache (fetched on a miss).
+
+    Input ``currencies`` or ``currency``: one code, a comma-separated list or a list (none =
+    every currency); ``max_age``: refresh first when the cached rates are older (seconds).
+    """
 
     name = "rates.get"
 
