@@ -240,7 +240,8 @@ class HTTPConnection(Service):
                 raise ConnectionFailed(self.name, "this broker is not listening on TCP yet")
             address = own + address[4:]
         base = address.rstrip("/")
-        url = base + (path if path != "/" or base.count("/") > 2 else "/")
+        has_base_path = base.count("/") > 2          # scheme://host/base
+        url = base if path == "/" and has_base_path else base + path
         if query:
             url += "?" + urlencode(query, doseq=True)
         return url, path
