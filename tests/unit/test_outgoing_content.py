@@ -71,7 +71,8 @@ def test_parse_empty_bodies_are_none_except_raw():
 
 
 def test_parse_json_honours_the_charset():
-    assert parse_body("json", '{"a": "é"}'.encode("latin-1"), "application/json; charset=latin-1") == {"a": "é"}
+    latin = '{"a": "é"}'.encode("latin-1")
+    assert parse_body("json", latin, "application/json; charset=latin-1") == {"a": "é"}
     with pytest.raises(ValueError, match="not valid utf-8 text"):
         parse_body("json", b'{"a": "\xff"}')
 
