@@ -11,8 +11,9 @@ import socket
 import subprocess
 import time
 import pytest
+import yaml
 
-from broker.registry import SECTIONS
+from broker.registry import OUTGOING_TYPES, SECTIONS
 from tests.integration.broker_process import ROOT, BrokerProcess
 
 needs_cache_and_scheduler = pytest.mark.skipif(
@@ -192,3 +193,58 @@ def test_the_example_configs_check():
             assert [o.name for o in config.outgoing] == ["ECB", "ECB-SDMX", "Frankfurter"]
         else:
             pytest.skip("the example configs use the cache and scheduler sections")
+
+
+@pytest.mark.skipif("amqp" not in OUTGOING_TYPES, reason="needs the amqp outgoing type (amqp branch)")
+def test_rate_changes_go_to_rabbitmq(tmp_path):
+    """With an AMQP outgoing named "rates", each change reaches a queue bound to its exchange."""
+    import pika
+    suffix = secrets.token_hex(4)
+    exchange, queue = f"test-rates-{suffix}", f"test-rates-{suffix}.all"
+    config = yaml.safe_load(EXAMPLE.read_text())
+    for key in ("cache", "scheduler"):
+        if key not in SECTIONS:
+            config.pop(key, None)
+    config["services"]["paths"] = [str(ROOT / "plugins" / "rates.py")]
+    config["connections"] = [{
+        "name": "rabbit", "type": "amqp", "username": "guest", "password": "guest",
+        "exchanges": [{"name": exchange, "type": "topic", "durable": False, "auto_delete": True}],
+        "queues": [{"name": queue, "durable": False,
+                    "bindings": [{"exchange": exchange, "routing_key": "rates.EUR.#"}]}]}]
+    config["outgoing"].append({"name": "rates", "type": "amqp", "connection": "rabbit",
+                               "exchange": exchange, "persistent": False})
+    path = tmp_path / "rates-amqp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = BrokerProcess(config=path).start()
+    rabbit = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+    channel = rabbit.channel()
+    try:
+        def queue_ready():
+            try:
+                return channel.queue_declare(queue, passive=True) is not None
+            except pika.exceptions.ChannelClosedByBroker:
+                return False
+        # The broker declares the queue once connected; a refresh before that would go nowhere.
+        assert wait_until(queue_ready) or process.output
+        channel = rabbit.channel() if channel.is_closed else channel
+        status, _ = get_json(process, "/rates?currency=USD")
+        assert status == 200
+        received = []
+
+        def drained():
+            while True:
+                method, properties, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return len(received) >= 30
+                received.append((method.routing_key, json.loads(body)))
+        assert wait_until(drained), (received, process.output)
+        keys = {key for key, _ in received}
+        assert "rates.EUR.USD" in keys and len(keys) == 30
+        usd = next(message for key, message in received if key == "rates.EUR.USD")
+        assert usd["currency"] == "USD" and usd["base"] == "EUR" and usd["previous"] is None
+    finally:
+        process.stop()
+        if channel.is_open:
+            channel.queue_delete(queue)
+            channel.exchange_delete(exchange)
+        rabbit.close()
