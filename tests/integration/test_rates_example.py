@@ -220,13 +220,16 @@ def test_rate_changes_go_to_rabbitmq(tmp_path):
     channel = rabbit.channel()
     try:
         def queue_ready():
+            nonlocal channel
+            if channel.is_closed:                   # a passive declare of a missing queue closes it
+                channel = rabbit.channel()
             try:
-                return channel.queue_declare(queue, passive=True) is not None
+                channel.queue_declare(queue, passive=True)
+                return True
             except pika.exceptions.ChannelClosedByBroker:
                 return False
         # The broker declares the queue once connected; a refresh before that would go nowhere.
-        assert wait_until(queue_ready) or process.output
-        channel = rabbit.channel() if channel.is_closed else channel
+        assert wait_until(queue_ready), process.output
         status, _ = get_json(process, "/rates?currency=USD")
         assert status == 200
         received = []
