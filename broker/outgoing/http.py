@@ -176,8 +176,9 @@ class HTTPConnection(Service):
             agent = BrowserLikeRedirectAgent(agent, redirectLimit=section.max_redirects,
                                              sensitiveHeaderNames=sensitive)
         self._client = HTTPClient(agent)
-        self.counters = {"requests": 0, "ok": 0, "retries": 0, "timeouts": 0, "connection_errors": 0,
-                         "too_large": 0, "bad_status": 0, "unparseable": 0}
+        # requests/timeouts/connection_errors/bad_status count attempts; ok/failures count calls.
+        self.counters = {"requests": 0, "ok": 0, "failures": 0, "retries": 0, "timeouts": 0,
+                         "connection_errors": 0, "too_large": 0, "bad_status": 0, "unparseable": 0}
 
     def __repr__(self):
         return f"<HTTPConnection {self.name!r} {self.config.address}>"
@@ -261,10 +262,15 @@ class HTTPConnection(Service):
             try:
                 status, answer_headers, answer = await self._attempt(method, url, sent, body, attempt)
             except (ConnectionFailed, OutgoingTimeout) as exc:
+                self.counters["timeouts" if isinstance(exc, OutgoingTimeout) else "connection_errors"] += 1
                 error = exc
+            except ResponseTooLarge:
+                self.counters["failures"] += 1
+                raise
             else:
                 result = HTTPResult(status, answer_headers, answer, attempts=attempt)
                 if not (200 <= status < 300):
+                    self.counters["bad_status"] += 1
                     error = BadStatus(self.name, f"{method} answered {status}", result, attempt)
                     if status not in self.config.retry_on_status:
                         break
@@ -273,11 +279,7 @@ class HTTPConnection(Service):
             if isinstance(error, BadStatus) and not raise_for_status:
                 break
             if not retryable or attempt > self.config.retries:
-                self._count_failure(error)
-                log.warn("outgoing http {name}: {method} {path} failed after {attempts} attempt(s):"
-                         " {problem}", name=self.name, method=method, path=path,
-                         attempts=attempt, problem=error.problem)
-                raise error
+                raise self._failed(error, method, path)
             delay = min(self.config.retry_max_delay, self.config.retry_delay * 2 ** (attempt - 1))
             delay *= 1 + random.uniform(0, 0.1)
             self.counters["retries"] += 1
@@ -286,9 +288,8 @@ class HTTPConnection(Service):
                      n=attempt, retries=self.config.retries, delay=delay)
             await task.deferLater(self._reactor, delay, lambda: None)
         if error is not None:
-            self._count_failure(error)
             if raise_for_status:
-                raise error
+                raise self._failed(error, method, path)
             try:
                 result.data = parse_body(self.config.data_format, answer,
                                          answer_headers.get("content-type", ""))
@@ -302,17 +303,18 @@ class HTTPConnection(Service):
             log.warn("outgoing http {name}: {method} {path}: unparseable {fmt} answer: {problem}",
                      name=self.name, method=method, path=path, fmt=self.config.data_format,
                      problem=str(exc))
+            self.counters["failures"] += 1
             raise UnparseableResponse(self.name, str(exc), result, attempt) from None
         self.counters["ok"] += 1
         return result
 
-    def _count_failure(self, error):
-        if isinstance(error, OutgoingTimeout):
-            self.counters["timeouts"] += 1
-        elif isinstance(error, ConnectionFailed):
-            self.counters["connection_errors"] += 1
-        elif isinstance(error, BadStatus):
-            self.counters["bad_status"] += 1
+    def _failed(self, error, method, path):
+        """Count and log a call that failed for good; returns ``error`` to raise."""
+        self.counters["failures"] += 1
+        log.warn("outgoing http {name}: {method} {path} failed after {attempts} attempt(s): "
+                 "{problem}", name=self.name, method=method, path=path, attempts=error.attempts,
+                 problem=error.problem)
+        return error
 
     async def _attempt(self, method, url, headers, body, attempt):
         """One request and its whole body, within ``timeout``: ``(status, headers, body)``."""

@@ -159,6 +159,8 @@ class OutgoingHTTPTests(TestCase):
         self.assertEqual(result.data, {"finally": True})
         self.assertEqual(result.attempts, 3)
         self.assertEqual(conn.counters["retries"], 2)
+        self.assertEqual((conn.counters["bad_status"], conn.counters["ok"], conn.counters["failures"]),
+                         (2, 1, 0))
         self.assertEqual(len(self.upstream.seen), 3)
 
     @defer.inlineCallbacks
@@ -169,7 +171,8 @@ class OutgoingHTTPTests(TestCase):
             yield conn.get()
         self.assertEqual((caught.exception.status_code, caught.exception.attempts), (503, 3))
         self.assertEqual(len(self.upstream.seen), 3)
-        self.assertEqual((conn.counters["retries"], conn.counters["bad_status"]), (2, 1))
+        self.assertEqual((conn.counters["retries"], conn.counters["bad_status"]), (2, 3))
+        self.assertEqual((conn.counters["requests"], conn.counters["failures"]), (3, 1))
 
     @defer.inlineCallbacks
     def test_post_is_never_retried(self):
@@ -202,7 +205,8 @@ class OutgoingHTTPTests(TestCase):
             yield conn.get()
         self.assertEqual(caught.exception.status, 504)
         self.assertEqual(caught.exception.attempts, 2)
-        self.assertEqual((conn.counters["timeouts"], conn.counters["retries"]), (1, 1))
+        self.assertEqual((conn.counters["timeouts"], conn.counters["retries"]), (2, 1))
+        self.assertEqual(conn.counters["failures"], 1)
         self.assertEqual(len(self.upstream.seen), 2)
 
     @defer.inlineCallbacks
@@ -233,7 +237,7 @@ class OutgoingHTTPTests(TestCase):
             yield conn.get()
         self.assertIn("connection refused", caught.exception.message)
         self.assertEqual(caught.exception.attempts, 2)
-        self.assertEqual(conn.counters["connection_errors"], 1)
+        self.assertEqual(conn.counters["connection_errors"], 2)
 
     @defer.inlineCallbacks
     def test_basic_auth_header_sent(self):
