@@ -17,13 +17,20 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 :mod:`broker.security.registry`.
 """
 
+from broker.cache import CACHE_SECTION, build_caches
+from broker.redis import REDIS_CONNECTION, build_redis_connection
+from broker.scheduler import SCHEDULER_SECTION, build_scheduler
+
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
 CONNECTION_TYPES = {
+    "redis": (REDIS_CONNECTION, build_redis_connection),
 }
 
 OUTGOING_TYPES = {
 }
 
 SECTIONS = {
+    "cache": (CACHE_SECTION, build_caches),
+    "scheduler": (SCHEDULER_SECTION, build_scheduler),
 }
