@@ -162,6 +162,8 @@ class Scheduler(Service):
                              job=job.name, at=iso(due))
                     return None
             job.next_due = due
+            if state is None and self.lock.held():
+                self._save_state(job)  # so a one-time run missed while down is known
             if due < now - job.grace:
                 # Missed while this node (or the whole cluster) was down.
                 return self._fire(job, due)
@@ -268,6 +270,6 @@ class Scheduler(Service):
         totals = dict(self.counters, jobs=len(self.jobs), leader=int(self.lock.held()))
         for job in self.jobs.values():
             for key, value in job.counters.items():
-                if key != "runs":
+                if key not in self.counters:
                     totals[key] = totals.get(key, 0) + value
         return totals
