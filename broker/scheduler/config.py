@@ -135,9 +135,12 @@ def build_job(section):
 
 def build_scheduler(section, ctx):
     """The node's :class:`Scheduler` (an IService), its admin services, health and metrics."""
+    scheduler = Scheduler([], ctx.invoker, ctx.reactor)
+    for cls in scheduler_services(scheduler):
+        ctx.store.add(cls, source="broker")
     for job in section.jobs:
         ctx.require_service(job)
-    jobs = [build_job(job) for job in section.jobs]
+    scheduler.jobs = {job.name: build_job(job) for job in section.jobs}
     if section.redis:
         connection = ctx.connection(section, "redis", "redis")
         store = RedisCache(connection, name="scheduler", prefix=section.prefix)
@@ -146,9 +149,7 @@ def build_scheduler(section, ctx):
                                renew=section.lock_renew)
     else:
         store, lock = ctx.resources.cache, LocalLock()
-    scheduler = Scheduler(jobs, ctx.invoker, ctx.reactor, store=store, lock=lock)
-    for cls in scheduler_services(scheduler):
-        ctx.store.add(cls, source="broker")
+    scheduler.store, scheduler.lock = store, lock
     ctx.resources.health["scheduler"] = scheduler.health
     ctx.resources.metrics["scheduler"] = scheduler.metrics
     return scheduler
