@@ -26,6 +26,7 @@ setup(
         "pika>=1.3,<2",
         "pyzmq>=25",
         "txredisapi>=1.6,<1.7",
+        "croniter>=2.0",
         "lxml>=6.1",
         "httptools>=0.6",
         "treq>=23.11",

@@ -86,6 +86,7 @@ class RedisConnection(Service):
                          "connects": 0, "disconnects": 0, "waiting_full": 0}
         self._factory = None
         self._waiting = []
+        self._subscribers = []
 
     def __repr__(self):
         return f"<RedisConnection {self.conn_name} {self.host}:{self.port}/{self.db}>"
@@ -101,9 +102,11 @@ class RedisConnection(Service):
         factory, self._factory = self._factory, None
         for waiter in list(self._waiting):
             waiter.cancel()
-        if factory is None:
-            return None
-        return factory.disconnect().addErrback(lambda _: None)
+        stopping = [sub.disconnect() for sub in self._subscribers]
+        self._subscribers = []
+        if factory is not None:
+            stopping.append(factory.disconnect())
+        return defer.gatherResults(stopping, consumeErrors=True).addErrback(lambda _: None)
 
     @property
     def connected(self):
@@ -159,6 +162,43 @@ class RedisConnection(Service):
             d.addCallback(lambda _: factory.handler.execute_command(*args))
         d.addTimeout(timeout or self.timeout, self.reactor)
         return d.addCallbacks(self._succeeded, self._failed, errbackArgs=(args[0],))
+
+    def call(self, *args):
+        """:meth:`execute` with the connection's timeout (the name pub/sub uses)."""
+        return self.execute(*args)
+
+    def eval(self, script, keys=(), args=()):
+        """Run a Lua ``script`` with ``keys`` and ``args`` through :meth:`execute`."""
+        return self.execute(b"EVAL", script, len(keys), *keys, *args)
+
+    def subscriber(self, protocol_class):
+        """Start a dedicated, reconnecting SUBSCRIBE connection speaking ``protocol_class``.
+
+        ``protocol_class`` subclasses ``txredisapi.SubscriberProtocol`` and
+        subscribes in its own ``connectionMade`` (so again after a reconnect).
+        The connection is closed when this one stops.
+        """
+        import txredisapi  # noqa: PLC0415
+        factory = txredisapi.SubscriberFactory()
+        factory.protocol = protocol_class
+        factory.charset = None
+        factory.password = self._password
+        factory.dbid = self.db
+        factory.replyTimeout = None
+        factory.convertNumbers = False
+        factory.startConnecting(txredisapi._makeEndpoint(self.host, self.port,
+                                                         self.connect_timeout))
+        self._subscribers.append(factory)
+        return factory
+
+    @property
+    def connection_name(self):
+        return self.conn_name
+
+    @property
+    def client(self):
+        """The txredisapi connection handler once started, else None."""
+        return self._factory.handler if self._factory is not None else None
 
     def _when_connected(self):
         if len(self._waiting) >= self.max_waiting:

@@ -157,3 +157,41 @@ class RedisStoppedMidRunTest(unittest.TestCase):
         self.assertEqual((yield self.cache.get("k")), {"v": 2})
         self.assertEqual(self.connection.breaker.state, "closed")
         self.assertGreaterEqual(self.connection.counters["connects"], 2)
+
+
+class RedisConnectionTest(unittest.TestCase):
+    """The connection's raw API other features use: call, eval, subscriber."""
+
+    def setUp(self):
+        self.prefix = unique_prefix("conn")
+        self.connection = RedisConnection("raw", port=6379, timeout=2.0)
+        self.connection.startService()
+        self.addCleanup(delete_prefix, self.prefix)
+        self.addCleanup(self.connection.stopService)
+
+    @defer.inlineCallbacks
+    def test_call_eval_and_subscriber(self):
+        import txredisapi
+        key = (self.prefix + "k").encode()
+        self.assertIn((yield self.connection.call(b"SET", key, b"\x00\xff")), ("OK", b"OK"))
+        self.assertEqual((yield self.connection.call(b"GET", key)), b"\x00\xff")
+        script = b"return redis.call('strlen', KEYS[1]) + tonumber(ARGV[1])"
+        self.assertEqual((yield self.connection.eval(script, [key], [b"40"])), 42)
+        received = defer.Deferred()
+        channel = (self.prefix + "chan").encode()
+
+        class Sub(txredisapi.SubscriberProtocol):
+            def connectionMade(self):
+                super().connectionMade()
+                self.subscribe(channel)
+
+            def messageReceived(self, pattern, chan, message):
+                received.callback((chan, message))
+
+        self.connection.subscriber(Sub)
+        yield wait_until(lambda: self.connection.call(b"PUBLISH", channel, b"hi"),
+                         what="a subscriber")
+        self.assertEqual((yield received), (channel, b"hi"))
+        health = self.connection.health()
+        self.assertEqual((health["ok"], health["connected"], health["circuit"]),
+                         (True, True, "closed"))
