@@ -183,7 +183,7 @@ class RedisConnectionTest(unittest.TestCase):
         class Sub(txredisapi.SubscriberProtocol):
             def connectionMade(self):
                 super().connectionMade()
-                self.subscribe(channel)
+                self.subscribe([channel])
 
             def messageReceived(self, pattern, chan, message):
                 received.callback((chan, message))
