@@ -7,9 +7,18 @@ with a job's state and forgets that state when the spec changes.
 """
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 
 __all__ = ["CronTrigger", "IntervalTrigger", "OnceTrigger"]
+
+
+def _seconds(value):
+    """``60`` for 60.0, ``0.1`` for 0.1: exact, short."""
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _when(ts):
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
 class IntervalTrigger:
@@ -24,7 +33,8 @@ class IntervalTrigger:
         self.interval = interval
         self.start = start
         self.anchor = start
-        self.spec = f"interval={interval:g}" + (f",start={start:g}" if start is not None else "")
+        self.spec = f"interval={_seconds(interval)}s" + (f",start={_when(start)}" if start is not None
+                                                         else "")
 
     def rebase(self, due):
         """Align runs on ``due``, a run time remembered from before a restart."""
@@ -60,7 +70,8 @@ class CronTrigger:
         self.expression = expression
         self.tz = tz
         self.start = start
-        self.spec = f"cron={expression},tz={tz}" + (f",start={start:g}" if start is not None else "")
+        self.spec = f"cron={expression},tz={tz}" + (f",start={_when(start)}" if start is not None
+                                                   else "")
 
     def rebase(self, due):
         pass
@@ -82,7 +93,7 @@ class OnceTrigger:
 
     def __init__(self, at):
         self.at = at
-        self.spec = f"at={at:g}"
+        self.spec = f"at={_when(at)}"
 
     def rebase(self, due):
         pass

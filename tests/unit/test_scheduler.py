@@ -249,7 +249,7 @@ def test_admin_services_list_and_toggle_jobs(env):
                                 {"name": "nope", "is_enabled": True}).addBoth(results.append)
     assert results[0]["is_enabled"] is False
     job = results[1]["jobs"][0]
-    assert job["name"] == "tick" and job["is_enabled"] is False and job["schedule"] == "interval=10"
+    assert job["name"] == "tick" and job["is_enabled"] is False and job["schedule"] == "interval=10s"
     assert job["next_run"] == datetime.fromtimestamp(T0 + 10, timezone.utc).isoformat()
     assert "No such job: nope" in str(results[2].value)
 
@@ -278,3 +278,14 @@ class NeverHeld:
 
     def status(self):
         return {"held": False}
+
+
+def test_schedule_specs_are_exact():
+    def spec(**job):
+        return build_job(JOB.check({"name": "j", "service": "s", **job})).trigger.spec
+
+    assert spec(interval=0.1) == "interval=0.1s"
+    assert spec(interval="1h", start="2026-12-01T10:00:00+01:00") == \
+        "interval=3600s,start=2026-12-01T09:00:00+00:00"
+    assert spec(at="2030-01-01T00:00:01Z") == "at=2030-01-01T00:00:01+00:00"
+    assert spec(cron="0 9 * * 1-5", timezone="Europe/Warsaw") == "cron=0 9 * * 1-5,tz=Europe/Warsaw"
