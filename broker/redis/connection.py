@@ -87,6 +87,7 @@ class RedisConnection(Service):
         self._factory = None
         self._waiting = []
         self._subscribers = []
+        self._turn = 0
 
     def __repr__(self):
         return f"<RedisConnection {self.conn_name} {self.host}:{self.port}/{self.db}>"
@@ -117,7 +118,7 @@ class RedisConnection(Service):
             import txredisapi  # noqa: PLC0415 -- imports the global reactor
             factory = _factory_class()(
                 f"{self.host}:{self.port}", self.db, self.pool_size, isLazy=True,
-                charset=None, password=self._password, replyTimeout=self.timeout,
+                charset=None, password=self._password, replyTimeout=None,
                 convertNumbers=False)
             factory.owner = self
             factory.startConnecting(txredisapi._makeEndpoint(self.host, self.port,
@@ -155,8 +156,14 @@ class RedisConnection(Service):
             return defer.fail(RedisUnavailable(f"redis {self.conn_name}: circuit open"))
         self.counters["commands"] += 1
         factory = self._connect()
-        if factory.size:
-            d = factory.handler.execute_command(*args)
+        pool = factory.pool
+        if pool:
+            self._turn += 1
+            conn = pool[self._turn % len(pool)]
+            try:
+                d = conn.execute_command(*args)
+            except Exception:
+                d = defer.fail()
         else:
             d = self._when_connected()
             d.addCallback(lambda _: factory.handler.execute_command(*args))
@@ -223,10 +230,29 @@ class RedisConnection(Service):
         self.counters["failures"] += 1
         if failure.check(defer.TimeoutError, defer.CancelledError):
             self.counters["timeouts"] += 1
+            self._abort_connections()
             raise RedisFailure(f"redis {self.conn_name}: {command} timed out")
         if failure.check(RedisFailure):
             return failure
         raise RedisFailure(f"redis {self.conn_name}: {command} failed: {failure.getErrorMessage()}")
+
+    def _abort_connections(self):
+        """Drop connections a reply did not come back on; txredisapi reconnects.
+
+        What txredisapi's own ``replyTimeout`` would do, without a timer per
+        command: a connection to a host that vanished without a reset would
+        otherwise hang on forever.
+        """
+        factory = self._factory
+        if factory is None:
+            return
+        protocols = {id(p): p for p in factory.pool}
+        for slot in getattr(factory, "slots", ()):       # also connections still handshaking
+            if slot.protocol is not None:
+                protocols[id(slot.protocol)] = slot.protocol
+        for protocol in protocols.values():
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
 
     # -- health and metrics ---------------------------------------------------
 

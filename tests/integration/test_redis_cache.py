@@ -195,3 +195,39 @@ class RedisConnectionTest(unittest.TestCase):
         health = self.connection.health()
         self.assertEqual((health["ok"], health["connected"], health["circuit"]),
                          (True, True, "closed"))
+
+
+class RedisFrozenTest(unittest.TestCase):
+    """A private Redis frozen with SIGSTOP: replies never come; timeouts drop the connection."""
+
+    def setUp(self):
+        if shutil.which("redis-server") is None:
+            raise unittest.SkipTest("redis-server is not installed")
+        self.server = PrivateRedis().start()
+        self.addCleanup(self.server.stop)
+        self.addCleanup(self._thaw)
+        self.connection = RedisConnection("frozen", port=self.server.port, timeout=0.3,
+                                          connect_timeout=0.3, breaker_failures=1,
+                                          breaker_reset=0.2)
+        self.connection.startService()
+        self.addCleanup(self.connection.stopService)
+        self.cache = RedisCache(self.connection, timeout=0.3)
+
+    def _thaw(self):
+        import signal
+        if self.server.proc is not None:
+            self.server.proc.send_signal(signal.SIGCONT)
+
+    @defer.inlineCallbacks
+    def test_frozen_redis_times_out_as_a_miss_and_recovers(self):
+        import signal
+        self.assertIs((yield self.cache.set("k", "v")), True)
+        self.server.proc.send_signal(signal.SIGSTOP)
+        self.assertIsNone((yield self.cache.get("k")))
+        self.assertEqual(self.cache.counters["timeouts"], 1)
+        self.assertEqual(self.connection.breaker.state, "open")
+        yield wait_until(lambda: self.connection.counters["disconnects"] >= 1,
+                         what="the stuck connection to be dropped")
+        self._thaw()
+        yield wait_until(lambda: self.cache.get("k"), what="Redis to answer again")
+        self.assertEqual(self.connection.breaker.state, "closed")
