@@ -28,6 +28,7 @@ setup(
         "txredisapi>=1.6,<1.7",
         "lxml>=6.1",
         "httptools>=0.6",
+        "orjson>=3.10",
         "treq>=23.11",
         "PyYAML>=6.0",
         "swagger-ui-bundle-v2>=5.17,<6",
