@@ -238,7 +238,7 @@ class SimpleIODeclaration:
                 result[name] = elem.parse(value)
             except (ValueError, TypeError) as exc:
                 errors.append({"field": name, "problem": str(exc) or elem.problem})
-        if self.undeclared_input == "reject":
+        if self.undeclared_input == "reject" and not self._input_names_set.issuperset(data):
             known = self._input_names_set
             errors.extend({"field": str(key), "problem": "is not a declared input"}
                           for key in data if key not in known)
