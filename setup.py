@@ -29,6 +29,7 @@ setup(
         "croniter>=2.0",
         "lxml>=6.1",
         "httptools>=0.6",
+        "orjson>=3.10",
         "treq>=23.11",
         "PyYAML>=6.0",
         "swagger-ui-bundle-v2>=5.17,<6",
