@@ -66,7 +66,7 @@ class RedisConnection(Service):
     :param reactor: the reactor timeouts are scheduled on.
     """
 
-    def __init__(self, name, *, host="127.0.0.1", port=6379, db=0, password=None, timeout=1.0,
+    def __init__(self, name, host="127.0.0.1", port=6379, db=0, password=None, timeout=1.0, *,
                  connect_timeout=5.0, pool_size=1, max_waiting=1000, breaker_failures=5,
                  breaker_reset=5.0, critical=False, reactor=None):
         if reactor is None:
