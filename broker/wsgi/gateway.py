@@ -371,3 +371,14 @@ class _Call:
         if self.lost:
             raise _Gone()
         self.gateway.reactor.callFromThread(self.gateway._write_part, self, bytes(data))
+
+
+def _credential_headers(security):
+    """Request headers carrying the broker's credentials: not passed on to the app."""
+    if security is None:
+        return frozenset()
+    names = {"authorization"}
+    header = getattr(security, "header", None)  # an API key's header
+    if isinstance(header, str):
+        names.add(header.lower())
+    return frozenset(names)
