@@ -15,6 +15,8 @@
 
 import sys
 
+from twisted.application.internet import TimerService
+
 from broker.channels.http.router import Route
 from broker.config.schema import Duration, Field, Int, ListOf, Path, Schema, Size, Str, config_error
 from broker.wsgi.gateway import WSGIGateway
@@ -82,6 +84,10 @@ def build_wsgi_channel(section, ctx):
     gateway = WSGIGateway(section.name, section.path, app, pool, ctx.reactor,
                           security=ctx.security_of(section), timeout=section.timeout,
                           buffer_size=section.buffer_size, window=section.window, **filters)
+    if section.timeout:
+        sweeper = TimerService(gateway.sweep_interval, gateway.sweep)
+        sweeper.clock = ctx.reactor
+        ctx.add_service(sweeper)
     ctx.resources.metrics[f"wsgi.{section.name}"] = gateway.metrics
     return Route(section.name, section.path, _METHODS, gateway.handle, kind="builtin",
                  prefix=True)

@@ -16,8 +16,8 @@ that fails before its answer started gets a 500 (details in the log, under
 the cid); one failing mid-stream gets its connection cut.
 """
 
-import sys
 import threading
+from collections import deque
 from io import BytesIO
 
 from twisted.internet.defer import Deferred
@@ -85,7 +85,8 @@ class WSGIGateway:
     :param request_filter: ``callable(environ)`` → None, or ``(status, headers, body)`` to
         answer instead of the app.
     :param response_filter: ``callable(environ, status, headers)`` → ``(status, headers)``.
-    :param timeout: seconds the app may take to start its answer (→ 504, counted); 0: none.
+    :param timeout: seconds the app may take to start its answer (→ 504, counted, checked
+        by :meth:`sweep`); 0: none.
     :param buffer_size: answers up to this many bytes are sent in one piece.
     :param window: streamed parts in flight between a worker and the reactor.
     """
@@ -106,6 +107,9 @@ class WSGIGateway:
         self.counters = {"requests": 0, "rejected": 0, "errors": 0, "timeouts": 0, "streamed": 0,
                          "client_gone": 0}
         self._credential_headers = _credential_headers(security)
+        self._inflight = {}  # call -> start time, oldest first (one timeout for all)
+        self._posted = deque()
+        self._drain_due = False
         self._base = {
             "SCRIPT_NAME": self.script_name, "SERVER_SOFTWARE": "broker",
             "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.multithread": True,
@@ -114,6 +118,29 @@ class WSGIGateway:
 
     def metrics(self):
         return {**self.counters, "rejected": self.pool.rejected, "busy": self.pool.pending}
+
+    # -- from the workers ----------------------------------------------------------
+
+    def post(self, fn, *args):
+        """Run ``fn(*args)`` on the reactor thread, in order (any thread).
+
+        Under load many answers share one wake-up of the reactor: a drain
+        already due takes what is posted meanwhile.
+        """
+        self._posted.append((fn, args))
+        if not self._drain_due:
+            self._drain_due = True
+            self.reactor.callFromThread(self._drain)
+
+    def _drain(self):
+        self._drain_due = False  # before popping: what is posted from now on gets a new drain
+        posted = self._posted
+        while posted:
+            fn, args = posted.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.failure("WSGI {mount}: answering failed", mount=self.name)
 
     # -- reactor thread ---------------------------------------------------------
 
@@ -128,8 +155,31 @@ class WSGIGateway:
         if not self.pool.submit(call.run):
             raise ServiceUnavailable(f"{self.name}: all WSGI threads busy and the queue is full")
         if self.timeout:
-            call.timer = self.reactor.callLater(self.timeout, self._timed_out, call)
+            self._inflight[call] = self.reactor.seconds()
         return call.deferred
+
+    def sweep(self):
+        """Answer 504 to calls whose app has not started answering within ``timeout``.
+
+        Called every ``sweep_interval`` seconds (a timer per request would
+        cost more than the rest of the gateway's bookkeeping together).
+        """
+        inflight = self._inflight
+        if not inflight:
+            return
+        limit = self.reactor.seconds() - self.timeout
+        expired = []
+        for call, started in inflight.items():
+            if started > limit:
+                break
+            expired.append(call)
+        for call in expired:
+            del inflight[call]
+            self._timed_out(call)
+
+    @property
+    def sweep_interval(self):
+        return max(0.05, min(1.0, self.timeout / 10))
 
     def _environ(self, request, caller, cid):
         environ = self._base.copy()
@@ -172,8 +222,7 @@ class WSGIGateway:
     def _answer(self, call, response):
         """The whole answer is ready (from a worker)."""
         self.pool.release()
-        if call.timer is not None and call.timer.active():
-            call.timer.cancel()
+        self._inflight.pop(call, None)
         if response is not None and not call.deferred.called:
             call.deferred.callback(response)
 
@@ -187,8 +236,7 @@ class WSGIGateway:
 
     def _start_stream(self, call, status, headers, length):
         """The answer is larger than the buffer: stream it."""
-        if call.timer is not None and call.timer.active():
-            call.timer.cancel()
+        self._inflight.pop(call, None)
         if call.deferred.called:  # timed out or cancelled meanwhile
             call.gone()
             return
@@ -232,7 +280,7 @@ class WSGIGateway:
 class _Call:
     """One request's run of the app, in a worker thread."""
 
-    __slots__ = ("gateway", "environ", "cid", "deferred", "timer", "status", "headers",
+    __slots__ = ("gateway", "environ", "cid", "deferred", "status", "headers",
                  "headers_sent", "parts", "buffered", "streaming", "credits", "writer", "lost")
 
     def __init__(self, gateway, environ, cid):
@@ -240,7 +288,6 @@ class _Call:
         self.environ = environ
         self.cid = cid
         self.deferred = Deferred(self._cancel)
-        self.timer = None
         self.status = self.headers = self.credits = self.writer = None
         self.headers_sent = self.streaming = self.lost = False
         self.parts = []
@@ -264,7 +311,7 @@ class _Call:
 
     def run(self):
         gateway = self.gateway
-        call_from_thread = gateway.reactor.callFromThread
+        call_from_thread = gateway.post
         environ = self.environ
         try:
             answer = None
@@ -360,7 +407,7 @@ class _Call:
                     length = None
         headers = [h for h in self.headers if h[0].lower() not in _FRAMING]
         headers.append(("X-Broker-CID", self.cid))
-        self.gateway.reactor.callFromThread(self.gateway._start_stream, self, self.status, headers,
+        self.gateway.post(self.gateway._start_stream, self, self.status, headers,
                                             length)
         parts, self.parts = self.parts, None
         for part in parts:
@@ -370,7 +417,7 @@ class _Call:
         self.credits.acquire()
         if self.lost:
             raise _Gone()
-        self.gateway.reactor.callFromThread(self.gateway._write_part, self, bytes(data))
+        self.gateway.post(self.gateway._write_part, self, bytes(data))
 
 
 def _credential_headers(security):

@@ -89,7 +89,11 @@ def test_an_app_slow_to_start_gets_a_504_and_its_late_answer_is_dropped(setup):
     clock, pool, gateway = setup(app, timeout=5)
     answers = []
     gateway.handle(_request(), "cid-1", {}).addCallback(answers.append)
-    clock.advance(5)
+    clock.advance(4.9)
+    gateway.sweep()
+    assert answers == []
+    clock.advance(0.1)
+    gateway.sweep()
     assert answers[0].status == 504 and gateway.counters["timeouts"] == 1
     assert pool.pending == 1  # the thread is still busy
     release.set()
