@@ -54,3 +54,31 @@ def test_flask_extension_with_an_app_factory_and_bad_config(flask_sample, broker
     assert flask_sample.app.test_client().get("/customer/1").status_code == 200
     with pytest.raises(RuntimeError, match="address"):
         flask_sample.create_app({"BROKER": {"auth": ("a", "b")}})
+
+
+def test_the_wsgi_example_config_hosts_both_samples(tmp_path):
+    """etc/examples/wsgi.yaml: Django and Flask samples inside the broker, calling it back."""
+    pytest.importorskip("django")
+    pytest.importorskip("flask")
+    from base64 import b64encode
+
+    import socket
+
+    from tests.integration.broker_process import BrokerProcess
+    with socket.socket() as sock:  # the hosted apps must know the broker's address up front
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = BrokerProcess(config=ROOT / "etc" / "examples" / "wsgi.yaml", env={
+        "BROKER_LISTEN": f"tcp:{port}:interface=127.0.0.1",
+        "BROKER_ADDRESS": f"http://127.0.0.1:{port}"})
+    process.env["BROKER_PASSWORD"] = process.admin_password
+    process.start()
+    try:
+        auth = {"Authorization": "Basic " + b64encode(f"admin:{process.admin_password}".encode()).decode()}
+        status, _, body = process.request("GET", "/django/customer/?cust_id=123&client=Client", headers=auth)
+        assert status == 200 and b'<dd id="name">Cust-123</dd>' in body
+        status, _, body = process.request("GET", "/flask/customer/456", headers=auth)
+        assert status == 200 and b"Cust-456" in body
+        assert process.request("GET", "/flask/customer/456")[0] == 401
+    finally:
+        process.stop()
