@@ -63,7 +63,7 @@ class Client:
         """Publish ``data`` to ``topic``; ``response.data`` holds the message id."""
         if not topic or not isinstance(topic, str):
             raise ValueError("topic: expected a topic name")
-        path = self.publish_path.format(topic=quote(topic, safe=".#*"))
+        path = self.publish_path.format(topic=quote(topic, safe=""))
         return self._call(path, data, headers, timeout)
 
     def _call(self, path, body, headers, timeout):
