@@ -131,10 +131,18 @@ def test_invoke_async_is_not_offered_yet(client):
         client.invoke_async("customer.get2", {})
 
 
-def test_publish_without_a_publisher_endpoint_is_not_found(client):
-    """POST /broker/publish/{topic} comes with the pub/sub feature; until then: NotFound."""
-    with pytest.raises(NotFound):
-        client.publish("demo.news", {"text": "hi"})
+def test_publish(client):
+    """POST /broker/publish/{topic} comes with the pub/sub feature (a parallel branch).
+
+    Without it the router has no such route: the client raises NotFound and the test says
+    publishing went untested; with it, the answer carries the message id.
+    """
+    try:
+        response = client.publish("demo.news", {"text": "hi"})
+    except NotFound as error:
+        assert "No route for /broker/publish/demo.news" in error.details
+        pytest.skip("no POST /broker/publish/{topic} in this build: publish() untested end to end")
+    assert response.ok and response.status == 200 and response.data
 
 
 # -- Zato's client classes ---------------------------------------------------------------
