@@ -33,9 +33,10 @@ setup(
         "treq>=23.11",
         "PyYAML>=6.0",
         "swagger-ui-bundle-v2>=5.17,<6",
+        "urllib3>=1.26.8",  # broker.client
     ],
     extras_require={
-        "test": ["pytest>=8", "requests>=2.31"],
+        "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6"],
     },
     entry_points={"console_scripts": ["broker = broker.cli:main"]},
     classifiers=[

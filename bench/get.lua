@@ -1,0 +1,2 @@
+-- wrk script for bench/wsgi.py: plain GETs.
+wrk.method = "GET"
