@@ -26,14 +26,17 @@ setup(
         "pika>=1.3,<2",
         "pyzmq>=25",
         "txredisapi>=1.6,<1.7",
+        "croniter>=2.0",
         "lxml>=6.1",
         "httptools>=0.6",
+        "orjson>=3.10",
         "treq>=23.11",
         "PyYAML>=6.0",
         "swagger-ui-bundle-v2>=5.17,<6",
+        "urllib3>=1.26.8",  # broker.client
     ],
     extras_require={
-        "test": ["pytest>=8", "requests>=2.31"],
+        "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6"],
     },
     entry_points={"console_scripts": ["broker = broker.cli:main"]},
     classifiers=[

@@ -1,2 +1,2 @@
--- wrk script: a plain GET (the URL carries the query).
+-- wrk script: plain GETs (the URL carries the query); used by bench/wsgi.py and bench/rates_get.py.
 wrk.method = "GET"

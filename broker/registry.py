@@ -17,12 +17,16 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 :mod:`broker.security.registry`.
 """
 
+from broker.cache import CACHE_SECTION, build_caches
 from broker.fixtures import FIXTURES, build_fixtures
 from broker.outgoing.http import HTTP_OUTGOING, build_http_outgoing
+from broker.redis import REDIS_CONNECTION, build_redis_connection
+from broker.scheduler import SCHEDULER_SECTION, build_scheduler
 
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
 CONNECTION_TYPES = {
+    "redis": (REDIS_CONNECTION, build_redis_connection),
 }
 
 OUTGOING_TYPES = {
@@ -31,4 +35,6 @@ OUTGOING_TYPES = {
 
 SECTIONS = {
     "fixtures": (FIXTURES, build_fixtures),
+    "cache": (CACHE_SECTION, build_caches),
+    "scheduler": (SCHEDULER_SECTION, build_scheduler),
 }

@@ -4,9 +4,11 @@ A new channel type is one module (its schema beside its code) and one line here.
 """
 
 from broker.channels.http.channel import HTTP_CHANNEL, build_http_channel
+from broker.wsgi.channel import WSGI_CHANNEL, build_wsgi_channel
 
 __all__ = ["CHANNEL_TYPES"]
 
 CHANNEL_TYPES = {
     "http": (HTTP_CHANNEL, build_http_channel),
+    "wsgi": (WSGI_CHANNEL, build_wsgi_channel),
 }

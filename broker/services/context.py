@@ -5,6 +5,8 @@ fills ``input`` from the SimpleIO declaration and hands the service a fresh
 :class:`Response` to fill.  Neither knows about sockets.
 """
 
+from broker.simpleio.payload import Payload
+
 __all__ = ["ChannelInfo", "Payload", "Request", "Response"]
 
 
@@ -31,27 +33,6 @@ class ChannelInfo:
 
 
 INTERNAL = ChannelInfo("invoke", "invoke", "json")
-
-
-class Payload(dict):
-    """A dict that also takes attributes: ``payload.text = 'hi'`` (as in Zato)."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name, value):
-        self[name] = value
-
-    def __delattr__(self, name):
-        try:
-            del self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class Request:

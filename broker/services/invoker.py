@@ -105,14 +105,14 @@ class Invoker:
                 data = {**data, **params}
         if sio is not None and sio.has_input:
             try:
-                request.input = Payload(sio.parse_input(data))
+                request.input = sio.parse_input(data)
             except ValidationError:
                 self.counters["client_errors"] += 1
                 raise
         else:
             request.input = Payload(data) if isinstance(data, dict) else data
         response = Response()
-        service = entry.cls()
+        service = entry.new()
         service.request = request
         service.response = response
         service.logger = entry.logger

@@ -4,6 +4,7 @@ import importlib.util
 import inspect
 import sys
 import traceback
+from functools import partial
 from pathlib import Path
 
 from twisted.logger import Logger
@@ -24,11 +25,14 @@ class ServiceLoadError(Exception):
 class ServiceEntry:
     """A deployed service: its class, name, compiled SimpleIO and logger."""
 
-    __slots__ = ("name", "cls", "sio", "logger", "source")
+    __slots__ = ("name", "cls", "sio", "logger", "source", "new")
 
     def __init__(self, name, cls, sio, source=None):
         self.name = name
         self.cls = cls
+        # An instance the invoker fills in: skip Service.__init__'s defaults
+        # unless the class has an __init__ of its own to run.
+        self.new = partial(object.__new__, cls) if cls.__init__ is Service.__init__ else cls
         self.sio = sio
         self.source = source
         self.logger = Logger(namespace=f"broker.service.{name}")

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Mapping
 
 from broker.errors import ServiceError, ValidationError
+from broker.simpleio.payload import Payload
 from broker.simpleio.elements import NOT_GIVEN, Elem, elem_from_name
 
 __all__ = ["DeclarationError", "OutputError", "SimpleIODeclaration", "UNDECLARED_POLICIES",
@@ -175,7 +176,8 @@ class SimpleIODeclaration:
 
     __slots__ = ("service_name", "inputs", "outputs", "response_elem", "output_repeated",
                  "undeclared_input", "input_names", "output_names", "_input_names_set",
-                 "_default_input", "_default_output", "_skip_all", "_skip", "_force")
+                 "_default_input", "_default_output", "_skip_all", "_skip", "_force",
+                 "has_input", "has_output")
 
     def __init__(self, service_name, inputs, outputs, *, default_input=NOT_GIVEN,
                  default_output=NOT_GIVEN, response_elem=None, output_repeated=False,
@@ -183,6 +185,8 @@ class SimpleIODeclaration:
         self.service_name = service_name
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
+        self.has_input = bool(self.inputs)     # whether any input is declared
+        self.has_output = bool(self.outputs)   # whether any output is declared
         self.response_elem = response_elem
         self.output_repeated = output_repeated
         self.undeclared_input = undeclared_input
@@ -202,16 +206,6 @@ class SimpleIODeclaration:
         return (f"SimpleIODeclaration({self.service_name!r}, input={self.input_names}, "
                 f"output={self.output_names})")
 
-    @property
-    def has_input(self):
-        """Whether any input is declared."""
-        return bool(self.inputs)
-
-    @property
-    def has_output(self):
-        """Whether any output is declared."""
-        return bool(self.outputs)
-
     # -- input ------------------------------------------------------------------
 
     def parse_input(self, data):
@@ -226,10 +220,10 @@ class SimpleIODeclaration:
         """
         if data is None:
             data = {}
-        elif not isinstance(data, Mapping):
+        elif data.__class__ is not dict and not isinstance(data, Mapping):
             raise ValidationError.of([{"field": "(body)", "problem": "expected an object"}])
         errors = []
-        result = {}
+        result = Payload()
         for elem, required in self.inputs:
             name = elem.name
             value = data.get(name)
@@ -244,7 +238,7 @@ class SimpleIODeclaration:
                 result[name] = elem.parse(value)
             except (ValueError, TypeError) as exc:
                 errors.append({"field": name, "problem": str(exc) or elem.problem})
-        if self.undeclared_input == "reject":
+        if self.undeclared_input == "reject" and not self._input_names_set.issuperset(data):
             known = self._input_names_set
             errors.extend({"field": str(key), "problem": "is not a declared input"}
                           for key in data if key not in known)
@@ -279,7 +273,7 @@ class SimpleIODeclaration:
     def _render_one(self, item, prefix):
         if item is None:
             get = _none_getter
-        elif isinstance(item, Mapping):
+        elif item.__class__ is Payload or item.__class__ is dict or isinstance(item, Mapping):
             get = item.get
         elif isinstance(item, (str, bytes, bytearray, list, tuple)):
             raise OutputError(self.service_name, [{"field": prefix.rstrip(".") or "(output)",

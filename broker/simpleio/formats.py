@@ -13,6 +13,8 @@ short reason; a payload that cannot be encoded raises
 import datetime as _dt
 import decimal
 import json
+
+import orjson
 import re
 import uuid
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from urllib.parse import parse_qsl
 from lxml import etree
 
 from broker.errors import BadRequest, ServiceError
+from broker.simpleio.payload import Payload
 from broker.security.xml import parse_xml, serialize_xml
 
 __all__ = ["CONTENT_TYPES", "FORMATS", "SOAP11_NS", "SOAP12_NS", "decode", "encode",
@@ -62,6 +65,11 @@ def decode(data_format, body, content_type=""):
     :raise BadRequest: the body is malformed for the format.
     :raise ValueError: ``data_format`` is unknown.
     """
+    if data_format == "json" and body.__class__ is bytes and _fast_json(body):
+        try:  # the common case first; anything orjson refuses takes the full path
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     if data_format not in FORMATS:
         raise ValueError(f"Unknown data format {data_format!r}")
     body = bytes(body or b"")
@@ -93,6 +101,11 @@ def encode(data_format, payload, *, root="response", soap_version=None):
     :raise ServiceError: the payload cannot be represented in the format.
     :raise ValueError: ``data_format`` is unknown.
     """
+    if data_format == "json" and payload.__class__ in _JSON_CONTAINERS:
+        try:  # the common case first
+            return orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS), _JSON
+        except (TypeError, orjson.JSONEncodeError):
+            pass
     if data_format not in FORMATS:
         raise ValueError(f"Unknown data format {data_format!r}")
     if data_format in ("soap11", "soap12"):
@@ -187,6 +200,10 @@ def _json_default(value):
 
 
 def _encode_json(payload):
+    try:  # the fast path; anything orjson refuses takes the stdlib path below
+        return orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        pass
     try:
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False, default=_json_default)
@@ -203,7 +220,22 @@ def _no_constants(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
+_FAST_CONTAINERS = 256
+_JSON_CONTAINERS = frozenset((dict, list, Payload))
+
+
+def _fast_json(body):
+    """Whether orjson may parse ``body``: it has no nesting limit, so a body
+    that may nest deeply goes to the stdlib, which refuses it."""
+    return body.count(b"[") + body.count(b"{") <= _FAST_CONTAINERS
+
+
 def _decode_json(body):
+    if _fast_json(body):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

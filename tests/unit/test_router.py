@@ -75,3 +75,33 @@ def test_compile_path_escapes_literals():
     regex, names = compile_path("/a.b/{x}")
     assert names == ("x",)
     assert regex.match("/a.b/1") and not regex.match("/aXb/1")
+
+
+def test_prefix_route_answers_its_path_and_below_for_any_method():
+    """A mount owns its path and its subtree, whatever the method."""
+    mount = Route("app", "/app", ["GET"], "wsgi", kind="builtin", prefix=True)
+    router = _router(mount)
+    for method, path in (("GET", "/app"), ("POST", "/app/"), ("DELETE", "/app/a/b?x")):
+        assert router.match(method, path) == (mount, {})
+    with pytest.raises(NotFound):
+        router.match("GET", "/apple")  # a segment boundary, not a string prefix
+
+
+def test_static_and_template_routes_win_over_mounts_and_longest_mount_wins():
+    root = Route("root", "/", ["GET"], "wsgi", kind="builtin", prefix=True)
+    deep = Route("deep", "/a/b", ["GET"], "wsgi", kind="builtin", prefix=True)
+    static = Route("static", "/a/b/c", ["GET"], "svc")
+    template = Route("tpl", "/a/{x}", ["GET"], "svc")
+    router = _router(root, deep, static, template)
+    assert router.match("GET", "/a/b/c")[0] is static
+    assert router.match("GET", "/a/z")[0] is template
+    assert router.match("GET", "/a/b/d")[0] is deep
+    assert router.match("GET", "/elsewhere")[0] is root
+
+
+def test_bad_or_duplicate_mounts_are_refused():
+    with pytest.raises(ValueError, match="trailing slash"):
+        Route("m", "/app/", ["GET"], "wsgi", prefix=True)
+    router = _router(Route("m", "/app", ["GET"], "wsgi", prefix=True))
+    with pytest.raises(ValueError, match="already mounted"):
+        router.add(Route("n", "/app", ["GET"], "wsgi", prefix=True))

@@ -25,18 +25,18 @@ access = Logger(namespace="broker.access")
 _JSON = "application/json"
 
 
-class _CIDs:
+def _cid_maker():
     """Correlation ids: a random per-process prefix and a counter (unique, cheap)."""
+    prefix = os.urandom(6).hex()
+    counter = itertools.count(1).__next__
 
-    def __init__(self):
-        self._prefix = os.urandom(6).hex()
-        self._next = itertools.count(1).__next__
+    def new_cid():
+        return "%s%012x" % (prefix, counter())
 
-    def __call__(self):
-        return f"{self._prefix}{self._next():012x}"
+    return new_cid
 
 
-new_cid = _CIDs()
+new_cid = _cid_maker()
 
 
 def error_body(error, cid):

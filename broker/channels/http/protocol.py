@@ -27,8 +27,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from broker.channels.http.limits import COUNTERS, HEADER, IDLE, FlowControl, HTTPLimits
+from broker.channels.http.streaming import HTTPStream, StreamWriter
 
-__all__ = ["HTTPLimits", "HTTPProtocol", "HTTPRequest", "HTTPResponse", "HTTPServerFactory"]
+__all__ = ["HTTPLimits", "HTTPProtocol", "HTTPRequest", "HTTPResponse", "HTTPServerFactory",
+           "HTTPStream"]
 
 log = Logger()
 
@@ -190,7 +192,7 @@ class HTTPProtocol(FlowControl, Protocol):
         self._reads = self._begin_read = self._complete_read = 0
         self._begin_clean = True
         # answering
-        self._active = self._deferred = None
+        self._active = self._deferred = self._stream = self._stream_response = None
         self._started = self._answered_at = 0.0
         self._processing = self._continue_pending = False
         self._fresh = True
@@ -236,9 +238,19 @@ class HTTPProtocol(FlowControl, Protocol):
         deferred, self._deferred = self._deferred, None
         if deferred is not None:
             deferred.cancel()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.connection_lost()
         if self._registered:
             self._registered = False
             self.transport.unregisterProducer()
+
+    def resumeProducing(self):
+        """The client reads again: so do we, and a streamed answer may go on."""
+        FlowControl.resumeProducing(self)
+        stream = self._stream
+        if stream is not None:
+            stream.resumed()
 
     def dataReceived(self, data):
         """Feed the parser, then answer what it completed."""
@@ -435,6 +447,9 @@ class HTTPProtocol(FlowControl, Protocol):
 
     def _respond(self, response):
         """Write the answer to the active request in one write; close if it was the last."""
+        if response.__class__ is HTTPStream:
+            self._respond_stream(response)
+            return
         request, self._active = self._active, None
         self._fresh = False
         self._answered_at = now = self._seconds()
@@ -484,6 +499,61 @@ class HTTPProtocol(FlowControl, Protocol):
                 log.failure("HTTP access log failed")
         if close:
             self._close()
+
+    def _respond_stream(self, response):
+        """Write a streamed answer's head; the request stays active until the writer finishes."""
+        request = self._active
+        self._fresh = False
+        response, status, line, head = self._checked(response)
+        if response.__class__ is not HTTPStream:  # unrenderable: an error answer instead
+            self._respond(response)
+            return
+        close = not request.keep_alive
+        length = response.length
+        discard = request.method == "HEAD" or status in _NO_BODY
+        chunked = False
+        if status in _NO_BODY:
+            framing = b""
+        elif length is not None:
+            framing = b"Content-Length: %d\r\n" % length
+        elif discard:
+            framing = b""
+        elif request.version == "1.1":
+            framing, chunked = b"Transfer-Encoding: chunked\r\n", True
+        else:  # HTTP/1.0 without a length: the body ends when the connection does
+            framing, close = b"", True
+        ka10 = not close and request.version == "1.0"
+        tail = self._tail_close if close else self._tail_keep_alive if ka10 else self._tail
+        now = self._seconds()
+        factory = self.factory
+        date = factory.date if now < factory.date_until else factory.date_line(now)
+        self.transport.write(b"".join((line, head, framing, date, tail)))
+        self._stream = writer = StreamWriter(self, chunked, None if discard else length, discard, close)
+        self._stream_response = response
+        try:
+            response.start(writer)
+        except Exception:
+            log.failure("HTTP stream failed to start on {path}", path=request.path)
+            writer.abort()
+
+    def _stream_done(self, writer, close=False, abort=False):
+        """A streamed answer ended (``abort``: broken off); take the next request."""
+        if self._stream is not writer:
+            return
+        self._stream = None
+        request, self._active = self._active, None
+        self._answered_at = now = self._seconds()
+        response, self._stream_response = self._stream_response, None
+        if self._access_log is not None:
+            try:
+                self._access_log(request, HTTPResponse(response.status, response.headers),
+                                  now - self._started)
+            except Exception:
+                log.failure("HTTP access log failed")
+        if abort or close:
+            self._close(abort=abort)
+            return
+        self._pump()
 
     def _checked(self, response):
         """The slow way: the response, its status, status line and headers, all checked."""

@@ -2,7 +2,10 @@
 
 Static paths are one dict lookup; templates such as ``/customer/{cust_id}``
 compile to a regular expression tried in the order they were added.  One
-path may carry several routes that differ by method.
+path may carry several routes that differ by method.  A prefix route
+(``prefix=True``, a mounted WSGI app) answers its path and everything below
+it, for any method, when no static or template route matches; the longest
+prefix wins.
 """
 
 import re
@@ -37,16 +40,23 @@ class Route:
     """
 
     __slots__ = ("name", "path", "methods", "kind", "target", "channel", "regex",
-                 "param_names", "cid_header")
+                 "param_names", "cid_header", "prefix")
 
-    def __init__(self, name, path, methods, target, kind="service", channel=None, cid_header=None):
+    def __init__(self, name, path, methods, target, kind="service", channel=None, cid_header=None,
+                 prefix=False):
         self.name = name
         self.path = path
         self.methods = frozenset(m.upper() for m in methods)
         self.kind = kind
         self.target = target
         self.channel = channel
-        self.regex, self.param_names = compile_path(path)
+        self.prefix = prefix
+        if prefix:
+            if "{" in path or (path != "/" and path.endswith("/")):
+                raise ValueError(f"{path}: a mount path has no {{params}} and no trailing slash")
+            self.regex, self.param_names = None, ()
+        else:
+            self.regex, self.param_names = compile_path(path)
         self.cid_header = cid_header
 
     def __repr__(self):
@@ -59,10 +69,19 @@ class Router:
     def __init__(self):
         self._static = {}      # path -> {method: route}
         self._templates = []   # (regex, {method: route})
+        self._prefixes = []    # (path + "/", route), longest first
         self.routes = []
 
     def add(self, route):
         """Add a route; the same path and method twice is an error."""
+        if route.prefix:
+            for _, other in self._prefixes:
+                if other.path == route.path:
+                    raise ValueError(f"{route.path}: already mounted by {other.name}")
+            self._prefixes.append((route.path.rstrip("/") + "/", route))
+            self._prefixes.sort(key=lambda item: len(item[0]), reverse=True)
+            self.routes.append(route)
+            return
         if route.regex is None:
             table = self._static.setdefault(route.path, {})
         else:
@@ -95,6 +114,9 @@ class Router:
                     table, params = candidate, found.groupdict()
                     break
             else:
+                for mount, route in self._prefixes:
+                    if path.startswith(mount) or path == route.path:
+                        return route, {}
                 raise NotFound(f"No route for {path}")
         route = table.get(method)
         if route is None:

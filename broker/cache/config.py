@@ -1,0 +1,92 @@
+"""The ``cache:`` section: the default cache and named ones, memory or Redis.
+
+::
+
+    cache:
+      backend: redis          # memory (the default) or redis
+      redis: main             # a `connections:` entry of type redis
+      prefix: "broker:"
+      timeout: 1s
+      named:
+        - name: rates
+          backend: memory
+          max_entries: 1000
+
+With no ``cache:`` section the node has a memory cache.  The builder sets
+``resources.cache`` (the default) and ``resources.caches`` (``{"default":
+..., "rates": ...}``) and registers each cache's counters under
+``cache.<name>`` in ``resources.metrics``.
+"""
+
+from broker.cache.memory import MemoryCache
+from broker.cache.redis import RedisCache
+from broker.config.schema import Choice, Duration, Field, Int, ListOf, Schema, Size, Str, config_error
+
+__all__ = ["CACHE_SECTION", "build_caches"]
+
+_NAME = r"^[A-Za-z0-9][\w.\-]*$"
+
+
+def _needs_redis(section):
+    if section.backend == "redis" and not section.redis:
+        raise ValueError("redis: backend redis needs the name of a redis connection")
+
+
+def _fields(named):
+    fields = {
+        "backend": Field(Choice("memory", "redis"), default="memory"),
+        "redis": Field(Str(), default=None, doc="a redis connection's name (backend redis)"),
+        "max_entries": Field(Int(min=1), default=10000, doc="memory backend: LRU bound"),
+        "default_ttl": Field(Duration(), default=0.0, doc="seconds a value is kept; 0 = forever"),
+        "timeout": Field(Duration(min=0.001), default=1.0, doc="redis backend: per command"),
+        "prefix": Field(Str(), default=None if named else "broker:",
+                        doc="redis backend: key prefix (named caches: <prefix><name>:)"),
+        "max_value_size": Field(Size(min=1), default="1MiB"),
+    }
+    if named:
+        fields = {"name": Field(Str(pattern=_NAME), required=True), **fields}
+    return fields
+
+
+NAMED_CACHE = Schema("named cache", _fields(True), validate=_needs_redis)
+
+
+def _check(section):
+    _needs_redis(section)
+    seen = set()
+    for item in section.named:
+        if item.name == "default" or item.name in seen:
+            raise config_error(item, "name", f'cache name "{item.name}" is '
+                               + ("reserved" if item.name == "default" else "used twice"))
+        seen.add(item.name)
+
+
+CACHE_SECTION = Schema("cache", {**_fields(False),
+                                 "named": Field(ListOf(NAMED_CACHE), default=[])},
+                       validate=_check)
+
+
+def _build_one(section, name, prefix, ctx):
+    if section.backend == "redis":
+        connection = ctx.connection(section, "redis", "redis")
+        return RedisCache(connection, name=name, prefix=prefix, timeout=section.timeout,
+                          default_ttl=section.default_ttl, max_value_size=section.max_value_size)
+    return MemoryCache(ctx.reactor, name=name, max_entries=section.max_entries,
+                       default_ttl=section.default_ttl, max_value_size=section.max_value_size)
+
+
+class Caches(dict):
+    """``{name: cache}`` as built; ``default`` is the node's default cache."""
+
+
+def build_caches(section, ctx):
+    """Build the default and named caches into ``ctx.resources``."""
+    caches = Caches(default=_build_one(section, "default", section.prefix, ctx))
+    for item in section.named:
+        prefix = item.prefix if item.prefix is not None else f"{section.prefix}{item.name}:"
+        caches[item.name] = _build_one(item, item.name, prefix, ctx)
+    ctx.resources.cache = caches["default"]
+    ctx.resources.caches = caches
+    for name, cache in caches.items():
+        ctx.resources.metrics[f"cache.{name}"] = cache.metrics
+    return caches
