@@ -17,12 +17,17 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 :mod:`broker.security.registry`.
 """
 
+from broker.channels.zmq import config as zmq_config
+from broker.outgoing import zmq as zmq_outgoing
+
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
 CONNECTION_TYPES = {
 }
 
 OUTGOING_TYPES = {
+    "zmq_push": (zmq_config.ZMQ_PUSH_OUT, "zmq", zmq_outgoing.build_push),
+    "zmq_pub": (zmq_config.ZMQ_PUB_OUT, "zmq", zmq_outgoing.build_pub),
 }
 
 SECTIONS = {
