@@ -20,6 +20,10 @@ __all__ = ["LogBudget", "ZmqSocket", "open_socket", "zmq_context"]
 
 log = Logger()
 
+# Plain ints: pyzmq's enum constants cost a Python-level call on every use.
+_EVENTS, _POLLIN, _POLLOUT, _NOBLOCK = (int(c) for c in (zmq.EVENTS, zmq.POLLIN, zmq.POLLOUT,
+                                                          zmq.NOBLOCK))
+
 _context = None
 
 
@@ -135,7 +139,7 @@ class ZmqSocket:
         :raise zmq.ZMQError: e.g. ``EHOSTUNREACH`` for a ROUTER reply to a gone peer.
         """
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            self.sock.send_multipart(frames, _NOBLOCK)
         finally:
             self.schedule_check()  # a send can consume the edge incoming messages need
 
@@ -153,31 +157,45 @@ class ZmqSocket:
         self.close()
 
     def doRead(self):
-        """Drain: handle every message waiting, up to ``batch`` this turn."""
+        """Drain: handle every message waiting, up to ``batch`` this turn.
+
+        Messages are read until ZeroMQ has none (``zmq.Again``); only then is
+        ``zmq.EVENTS`` read, which re-arms the edge-triggered FD and shows a
+        message that arrived meanwhile.  (Reading EVENTS per message would
+        cost more than the message: ~5 us each in pyzmq.)
+        """
         sock = self.sock
         handled = 0
         wrote = False
         while not sock.closed:
-            events = sock.getsockopt(zmq.EVENTS)
-            if events & zmq.POLLOUT and self._wants_write and not wrote:
+            if not self.paused and self.on_message is not None:
+                if handled >= self.batch:
+                    self.schedule_check()
+                    return
+                try:
+                    frame = sock.recv(_NOBLOCK, False)
+                except zmq.Again:
+                    pass
+                else:
+                    frames = [frame.bytes]
+                    while frame.more:  # the rest of a multipart message is there already
+                        frame = sock.recv(_NOBLOCK, False)
+                        frames.append(frame.bytes)
+                    handled += 1
+                    try:
+                        self.on_message(frames)
+                    except Exception:  # a bug in a handler must not close the socket
+                        log.failure("{name}: handling a message failed", name=self.name)
+                    continue
+            events = sock.getsockopt(_EVENTS)
+            if events & _POLLOUT and self._wants_write and not wrote:
                 wrote = True  # once per turn: a writable flag is not a promise
                 self._wants_write = False
                 self.on_writable()
                 continue
-            if not events & zmq.POLLIN or self.paused or self.on_message is None:
-                return
-            if handled >= self.batch:
-                self.schedule_check()
-                return
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            handled += 1
-            try:
-                self.on_message(frames)
-            except Exception:  # a bug in a handler must not close the socket
-                log.failure("{name}: handling a message failed", name=self.name)
+            if events & _POLLIN and not self.paused and self.on_message is not None:
+                continue
+            return
 
 
 def open_socket(reactor, socket_type, options, section, what, **kwargs):

@@ -42,6 +42,8 @@ class ZmqChannel(Service):
         self.invoker = ctx.invoker
         self.resources = ctx.resources
         self.channel = ChannelInfo(section.name, self.kind, section.data_format)
+        self.service = section.get("service")
+        self.pubsub_topic = section.get("pubsub_topic")
         self.socket = None
         self.in_flight = 0
         self._drained = None
@@ -104,11 +106,11 @@ class ZmqChannel(Service):
     def dispatch(self, body, headers, cid, answer=None):
         """Invoke the service (or publish) with one message body; ``answer(bytes)`` replies."""
         self.counters["received"] += 1
-        if self.section.get("pubsub_topic") is not None:
+        if self.pubsub_topic is not None:
             return self._publish(body, headers, cid)
         request = Request(raw_request=body, headers=headers, channel=self.channel, cid=cid)
         try:
-            result = self.invoker.invoke(self.section.service, request)
+            result = self.invoker.invoke(self.service, request)
         except BrokerError as error:
             return self.failed(error, cid, answer)
         except Exception:
@@ -156,7 +158,7 @@ class ZmqChannel(Service):
     def _publish(self, body, headers, cid):
         try:
             payload = decode(self.section.data_format, body)
-            template = self.section.pubsub_topic
+            template = self.pubsub_topic
             topic = template.format(topic=headers.get("topic", "")) if "{" in template else template
         except BadRequest as error:
             return self.failed(error, cid)
