@@ -53,8 +53,9 @@ class ZmqOutgoing(Service):
     def privilegedStartService(self):
         super().privilegedStartService()
         if self.socket is None:
-            self.socket = open_socket(self.reactor, self.socket_type, self.socket_options(), self.section,
-                                f"zmq outgoing {self.section.name}", **self.handlers())
+            self.socket = open_socket(
+                self.reactor, self.socket_type, self.socket_options(), self.section,
+                f"zmq outgoing {self.section.name}", **self.handlers())
 
     def handlers(self):
         return {}

@@ -100,7 +100,7 @@ def recv(sock):
 
 
 def test_bound_endpoints_are_logged(env):
-    assert {"rr", "rr.slow", "rr.xml", "pull", "pub", "pub.tiny"} <= set(env.endpoints)
+    assert {"rr", "rr.slow", "rr.xml", "rr.raw", "pull", "pub", "pub.tiny"} <= set(env.endpoints)
 
 
 def test_req_client_gets_the_service_answer(env):
@@ -160,6 +160,13 @@ def test_xml_request_reply(env):
     req.send(b"<request><oops")
     error = etree.fromstring(recv(req)[0])
     assert error.tag == "error" and error.findtext("code") == "bad_request"
+    req.close()
+
+
+def test_raw_request_reply_passes_bytes_through(env):
+    req = env.socket(zmq.REQ, "rr.raw")
+    req.send("grüße, not json".encode())
+    assert recv(req)[0].decode() == "GRÜSSE, NOT JSON"
     req.close()
 
 

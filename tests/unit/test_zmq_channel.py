@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
 from broker.channels.zmq.adapter import zmq_context
-from broker.channels.zmq.channel import PullChannel, SubChannel, build_pull
+from broker.channels.zmq.channel import PullChannel, RouterChannel, SubChannel, build_pull
 from broker.channels.zmq.config import ZMQ_PULL, ZMQ_ROUTER, ZMQ_SUB
 from broker.config import ConfigError
 from broker.config.model import load_config
@@ -110,6 +110,28 @@ def test_invalid_input_is_counted_and_the_channel_goes_on():
     assert counters["bad_input"] == 1 and counters["received"] == 2
     assert ctx.invoker.calls[0][1].headers == {"topic": "topic"}
     channel.stopService(), push.close()
+
+
+def test_router_answers_each_dealer_and_counts_replies_to_gone_clients():
+    channel, ctx, address = _channel(RouterChannel, ZMQ_ROUTER, service="s")
+    stays, leaves = _peer(zmq.DEALER, address), _peer(zmq.DEALER, address)
+    stays.send_multipart([b"", b'{"who": "stays"}'])
+    leaves.send_multipart([b'{"who": "leaves"}'])
+    ctx.reactor.advance(0)
+    assert len(ctx.invoker.calls) == 2
+    leaves.close()
+    stays.send_multipart([b"", b"invalid"])  # answered at once: an error reply
+    channel.socket.doRead()  # the FD event a real reactor would see
+    assert stays.poll(5000) and json.loads(stays.recv_multipart()[1])["code"] == "invalid_input"
+    for _, request, d in reversed(ctx.invoker.calls):  # the gone client's answer first
+        response = Response()
+        response.body = request.raw_request
+        d.callback(response)
+    assert stays.poll(5000) and stays.recv_multipart() == [b"", b'{"who": "stays"}']
+    counters = channel.metrics()
+    assert counters["replies"] == 1 and counters["error_replies"] == 1
+    assert counters["replies_undeliverable"] == 1
+    channel.stopService(), stays.close()
 
 
 def test_sub_feeds_a_pubsub_topic_with_the_decoded_payload():

@@ -64,9 +64,10 @@ class ZmqChannel(Service):
         """Bind (and connect) now, so an address in use stops startup with one line."""
         super().privilegedStartService()
         if self.socket is None:
-            self.socket = open_socket(self.reactor, self.socket_type, self.socket_options(), self.section,
-                                f"zmq channel {self.section.name}", on_message=self.on_message,
-                                batch=self.section.batch)
+            self.socket = open_socket(
+                self.reactor, self.socket_type, self.socket_options(), self.section,
+                f"zmq channel {self.section.name}", on_message=self.on_message,
+                batch=self.section.batch)
 
     def startService(self):
         self.privilegedStartService()

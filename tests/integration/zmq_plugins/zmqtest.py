@@ -71,3 +71,13 @@ class Emit(Service):
                 accepted += bool(sent)
                 other += not sent
         self.response.payload = {"accepted": accepted, "waiting_or_dropped": other, "full": full}
+
+
+class Shout(Service):
+    """No SimpleIO: takes the raw text, answers it upper-cased (for raw channels)."""
+
+    name = "zmqtest.shout"
+
+    def handle(self):
+        data = self.request.input
+        self.response.payload = (data.decode("latin-1") if isinstance(data, bytes) else data).upper()
