@@ -126,7 +126,8 @@ class PushOutgoing(ZmqOutgoing):
                 if self.section.on_full == "error":
                     self.counters["full_errors"] += 1
                     raise ZmqFull(f'outgoing zmq "{self.section.name}": every peer is at its '
-                                  f"high-water mark ({self.section.sndhwm} messages)") from None
+                                  f"high-water mark ({self.section.sndhwm} messages) or none "
+                                  f"is connected") from None
             else:
                 self.counters["sent"] += 1
                 return True

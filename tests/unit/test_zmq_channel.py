@@ -183,6 +183,7 @@ def test_pubsub_feed_needs_pubsub_configured():
     ({"bind": "127.0.0.1:17031", "service": "s"}, "expected a ZeroMQ address"),
     ({"bind": ["tcp://127.0.0.1:1", "http://x"], "service": "s"}, r"bind\[1\]: expected a ZeroMQ"),
     ({"bind": "tcp://127.0.0.1:*", "service": "s", "rcvhwm": 0}, "must be at least 1"),
+    ({"bind": "tcp://127.0.0.1:*", "pubsub_topic": "zmq.{name}"}, r"pubsub_topic: only \{topic\}"),
     ({"bind": "tcp://127.0.0.1:*", "service": "s", "data_format": "soap11"}, 'expected "json"'),
 ])
 def test_config_mistakes_are_named(config, problem):

@@ -50,6 +50,8 @@ class ZmqChannel(Service):
         self._log_budget = LogBudget(ctx.reactor)
         self.counters = {"received": 0, "invoked": 0, "bad_input": 0, "service_errors": 0,
                          "timeouts": 0, "paused": 0, "in_flight": 0}
+        if self.pubsub_topic is not None:
+            self.counters.update(published=0, publish_errors=0)
         ctx.resources.metrics[f"zmq.channel.{section.name}"] = self.metrics
         ctx.resources.health[f"zmq.channel.{section.name}"] = self.health
 
@@ -159,12 +161,10 @@ class ZmqChannel(Service):
     def _publish(self, body, headers, cid):
         try:
             payload = decode(self.section.data_format, body)
-            template = self.pubsub_topic
-            topic = template.format(topic=headers.get("topic", "")) if "{" in template else template
         except BadRequest as error:
             return self.failed(error, cid)
-        except (KeyError, IndexError, ValueError) as error:
-            return self.failed(BadRequest(f"cannot make a topic from {template!r}: {error}"), cid)
+        template = self.pubsub_topic  # checked in the config: only {topic} is replaced
+        topic = template.format(topic=headers.get("topic", "")) if "{" in template else template
         try:
             published = self.resources.publish(topic, payload, publisher=f"zmq:{self.section.name}")
         except Exception:
@@ -173,10 +173,10 @@ class ZmqChannel(Service):
                                            (topic, cid)))
 
     def _published(self, _msg_id):
-        self.counters["published"] = self.counters.get("published", 0) + 1
+        self.counters["published"] += 1
 
     def _publish_failed(self, failure, topic, cid):
-        self.counters["publish_errors"] = self.counters.get("publish_errors", 0) + 1
+        self.counters["publish_errors"] += 1
         if self._log_budget.allow(self.section.name):
             log.warn("zmq channel {channel}: publishing to {topic} failed (cid {cid}): {error}",
                      channel=self.section.name, topic=topic, cid=cid,

@@ -78,6 +78,12 @@ def _check_feed(section):
     if (section.service is None) == (section.pubsub_topic is None):
         raise ValueError('needs exactly one of "service" (invoke it) or "pubsub_topic" '
                          "(publish to it)")
+    if section.pubsub_topic is not None:
+        try:
+            section.pubsub_topic.format(topic="t")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"pubsub_topic: only {{topic}} may be replaced, "
+                             f"got {section.pubsub_topic!r} ({error!r})") from None
 
 
 ZMQ_PULL = Schema("zmq_pull channel", {**_INBOUND, **_FEEDS}, validate=_check_feed)
