@@ -71,6 +71,7 @@ class ZmqOutgoing(Service):
             self.before_close()
             socket, self.socket = self.socket, None
             socket.close(self.section.linger)
+            log.info("zmq outgoing {name} closed", name=self.section.name)
 
     def before_close(self):
         pass
