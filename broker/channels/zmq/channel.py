@@ -165,10 +165,8 @@ class ZmqChannel(Service):
             return self.failed(error, cid)
         template = self.pubsub_topic  # checked in the config: only {topic} is replaced
         topic = template.format(topic=headers.get("topic", "")) if "{" in template else template
-        try:
-            published = self.resources.publish(topic, payload, publisher=f"zmq:{self.section.name}")
-        except Exception:
-            published = defer.fail()
+        published = defer.maybeDeferred(self.resources.publish, topic, payload,
+                                        publisher=f"zmq:{self.section.name}")
         self._track(published.addCallbacks(self._published, self._publish_failed, None, None,
                                            (topic, cid)))
 
