@@ -2,10 +2,11 @@
 
 ZeroMQ's ``zmq.FD`` is not the socket's data: it is a signal that the
 socket's state *may* have changed, and it fires on edges.  So on every event
-we read ``zmq.EVENTS`` and drain every waiting message (in batches, yielding
-to the reactor between them), and after every send we schedule one more
-check, because a send can consume the edge that would have told us about
-incoming messages.  Nothing ever waits for the next edge.
+we drain every waiting message (in batches, yielding to the reactor between
+them), then read ``zmq.EVENTS``, which re-arms the FD and shows what arrived
+meanwhile; and after every send we schedule one more look, because a send
+can consume the edge that would have told us about incoming messages.
+Nothing ever waits for the next edge.
 
 txzmq did this once but is unmaintained; this is our own small adapter
 (see the research note ecosystem.md §3d).
