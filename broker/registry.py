@@ -20,6 +20,8 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 from broker.cache import CACHE_SECTION, build_caches
 from broker.redis import REDIS_CONNECTION, build_redis_connection
 from broker.scheduler import SCHEDULER_SECTION, build_scheduler
+from broker.channels.zmq import config as zmq_config
+from broker.outgoing import zmq as zmq_outgoing
 
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
@@ -28,6 +30,8 @@ CONNECTION_TYPES = {
 }
 
 OUTGOING_TYPES = {
+    "zmq_push": (zmq_config.ZMQ_PUSH_OUT, "zmq", zmq_outgoing.build_push),
+    "zmq_pub": (zmq_config.ZMQ_PUB_OUT, "zmq", zmq_outgoing.build_pub),
 }
 
 SECTIONS = {

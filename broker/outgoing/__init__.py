@@ -1,0 +1,1 @@
+"""Named outgoing connections services reach as ``self.out.<kind>[name]``."""
