@@ -22,6 +22,8 @@ from broker.fixtures import FIXTURES, build_fixtures
 from broker.outgoing.http import HTTP_OUTGOING, build_http_outgoing
 from broker.redis import REDIS_CONNECTION, build_redis_connection
 from broker.scheduler import SCHEDULER_SECTION, build_scheduler
+from broker.channels.zmq import config as zmq_config
+from broker.outgoing import zmq as zmq_outgoing
 
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
@@ -31,6 +33,8 @@ CONNECTION_TYPES = {
 
 OUTGOING_TYPES = {
     "http": (HTTP_OUTGOING, "http", build_http_outgoing),
+    "zmq_push": (zmq_config.ZMQ_PUSH_OUT, "zmq", zmq_outgoing.build_push),
+    "zmq_pub": (zmq_config.ZMQ_PUB_OUT, "zmq", zmq_outgoing.build_pub),
 }
 
 SECTIONS = {

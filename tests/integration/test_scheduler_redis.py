@@ -36,8 +36,8 @@ class SchedulerStateTest(unittest.TestCase):
         connection = RedisConnection("main", port=6379, timeout=1.0)
         connection.startService()
         self.addCleanup(connection.stopService)
-        job = build_job(JOB.check({"name": "tick", "service": "test.tick", "interval": 0.2,
-                                   "misfire_grace": 0.05}))
+        job = build_job(JOB.check({"name": "tick", "service": "test.tick", "interval": 0.5,
+                                   "misfire_grace": 0.3}))
         lock = RedisLeaderLock(connection, self.prefix + "scheduler:leader", reactor,
                                ttl=5, renew=1)
         scheduler = Scheduler([job], self.invoker, reactor, lock=lock,
@@ -52,7 +52,7 @@ class SchedulerStateTest(unittest.TestCase):
         yield wait_until(lambda: len(self.runs) >= 2, what="two runs")
         yield first.stopService()            # releases the lock
         before = len(self.runs)
-        yield sleep(0.7)                     # about three runs missed
+        yield sleep(1.6)                     # about three runs missed
         second = self.node()
         yield wait_until(lambda: second.jobs["tick"].counters["runs"] >= 1, what="a run")
         self.assertEqual(second.jobs["tick"].counters["misfires"], 1)

@@ -1,0 +1,1 @@
+"""ZeroMQ channels (PULL, SUB, request/reply over ROUTER) and the reactor adapter."""
