@@ -6,6 +6,9 @@ with ``tls_ca_file`` accepts it; ``tls_verify: false`` skips the check.
 """
 
 import datetime
+import shutil
+import tempfile
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +37,13 @@ def _cert(subject, issuer, public_key, signing_key, ca, names=()):
     return builder.sign(signing_key, hashes.SHA256())
 
 
+def temporary_directory(test):
+    """A fresh directory outside the checkout, removed after ``test``."""
+    path = Path(tempfile.mkdtemp(prefix="broker-test-tls-"))
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
 def make_pki(tmp):
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("broker test CA", "broker test CA", ca_key.public_key(), ca_key, True)
@@ -57,9 +67,7 @@ class Hello(resource.Resource):
 class OutgoingHTTPSTests(TestCase):
 
     def setUp(self):
-        from pathlib import Path
-        tmp = Path(self.mktemp())
-        tmp.mkdir(parents=True)
+        tmp = temporary_directory(self)
         self.ca_file, certificate = make_pki(tmp)
         site = server.Site(Hello())
         site.noisy = False
@@ -127,9 +135,8 @@ class CAFileConfigTests(TestCase):
         self.assertIn("tls_ca_file: cannot read it: No such file or directory", str(caught.exception))
 
     def test_garbage_ca_file_is_a_config_error(self):
-        from pathlib import Path
         from broker.config import ConfigError
-        path = Path(self.mktemp())
+        path = temporary_directory(self) / "ca.pem"
         path.write_text("not a certificate")
         with self.assertRaises(ConfigError) as caught:
             self.build(path)
