@@ -13,8 +13,11 @@ from twisted.internet import defer
 __all__ = ["Connections", "NoSuchConnection", "Outgoing", "Resources"]
 
 
-class NoSuchConnection(LookupError):
-    """A service asked for an outgoing connection that is not configured."""
+class NoSuchConnection(KeyError):
+    """A service asked for an outgoing connection that is not configured.
+
+    A ``KeyError``, so ``name in self.out.amqp`` and ``.get(name)`` work.
+    """
 
     def __str__(self):
         kind, name, known = self.args

@@ -330,7 +330,7 @@ def _publish(service, changed):
     if not can_publish:
         _warn_once(service, "pubsub", "rates: pub/sub is not configured; rate changes are not published")
     amqp = service.out.amqp
-    outgoing = amqp[AMQP_OUTGOING] if AMQP_OUTGOING in set(amqp) else None
+    outgoing = amqp.get(AMQP_OUTGOING)
     for entry, old in changed:
         message = {"base": BASE, "currency": entry["currency"], "rate": entry["rate"],
                    "previous": old, "provider": entry["provider"], "as_of": entry["as_of"]}

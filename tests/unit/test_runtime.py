@@ -62,3 +62,10 @@ def test_service_without_cache_configured_says_so():
 
     with pytest.raises(Exception):
         call_service_sync(Reader, resources=Resources())
+
+
+def test_membership_and_get_work_on_outgoing_kinds():
+    resources = Resources()
+    resources.out.kind("amqp").add("demo", 1)
+    assert "demo" in resources.out.amqp and "nope" not in resources.out.amqp
+    assert resources.out.amqp.get("nope") is None
