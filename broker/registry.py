@@ -17,13 +17,18 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 :mod:`broker.security.registry`.
 """
 
+from broker.pubsub.feature import PUBSUB, build_pubsub
+from broker.redis.connection import REDIS_CONNECTION, build_redis_connection
+
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
 CONNECTION_TYPES = {
+    "redis": (REDIS_CONNECTION, build_redis_connection),
 }
 
 OUTGOING_TYPES = {
 }
 
 SECTIONS = {
+    "pubsub": (PUBSUB, build_pubsub),
 }

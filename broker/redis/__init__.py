@@ -1,0 +1,1 @@
+"""Redis: the ``redis`` connection type (txredisapi, imported lazily)."""
