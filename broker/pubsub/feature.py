@@ -117,7 +117,7 @@ def build_pubsub(section, ctx):
     policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
                             t.overflow or section.overflow) for t in section.topics]
     policies.append(TopicPolicy("#", section.history, section.overflow))
-    if section.redis is not None:
+    if section.redis:
         connection = ctx.connection(section, "redis", "redis")
         store = RedisStore(connection, section.namespace, ctx.reactor, section.history_ttl)
         ctx.resources.health["pubsub"] = lambda: {"ok": store.bus_up, "backplane": "redis"}
