@@ -5,7 +5,8 @@ topic for resume, and call ``hub.dispatch`` for every message in id order.
 
 Redis keys (``<ns>`` is ``pubsub.namespace``): ``<ns>:seq`` (the id
 counter), ``<ns>:epoch``, ``<ns>:topics`` (a set of topic names),
-``<ns>:t:<topic>`` (a stream per topic, exact ``MAXLEN``) and the
+``<ns>:t:<topic>`` (a stream per topic, exact ``MAXLEN``), ``<ns>:trimmed``
+(topic → the newest id trimmed from its stream, to tell gaps) and the
 ``<ns>:bus`` channel.  One Lua script adds to the stream and publishes to the
 bus atomically, so bus order is id order on every node.
 """
@@ -57,7 +58,13 @@ _PUBLISH = b"""
 redis.call('SET', KEYS[3], ARGV[6], 'NX')
 local epoch = redis.call('GET', KEYS[3])
 local n = redis.call('INCR', KEYS[2])
-if tonumber(ARGV[1]) > 0 then
+local max = tonumber(ARGV[1])
+if max > 0 then
+  local len = redis.call('XLEN', KEYS[1])
+  if len >= max then
+    local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - max + 1)
+    redis.call('HSET', KEYS[5], ARGV[2], gone[#gone][1])
+  end
   redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], n .. '-0', 'p', ARGV[3], 'u', ARGV[4], 'd', ARGV[5])
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
   redis.call('SADD', KEYS[4], ARGV[2])
@@ -109,7 +116,7 @@ class RedisStore:
             @defer.inlineCallbacks
             def connectionMade(self):
                 yield txredisapi.SubscriberProtocol.connectionMade(self)
-                yield self.subscribe(store.bus)
+                yield self.subscribe([store.bus])
                 store._bus_connected()
 
             def connectionLost(self, reason):
@@ -150,7 +157,8 @@ class RedisStore:
         args = [str(self.hub.history_size(topic)), topic, utc_now(self.reactor.seconds()),
                 publisher, data_json, str(int(time.time() * 1000)), self.bus,
                 str(self.history_ttl_ms)]
-        keys = [self.stream_key(topic), self._key("seq"), self._key("epoch"), self._key("topics")]
+        keys = [self.stream_key(topic), self._key("seq"), self._key("epoch"), self._key("topics"),
+                self._key("trimmed")]
         d = self.connection.eval(_PUBLISH, keys, [a if isinstance(a, bytes) else a.encode()
                                                   for a in args])
         return d.addCallbacks(_text, self._failed)
@@ -178,25 +186,13 @@ class RedisStore:
             entries = yield call("XRANGE", stream, f"({after}-0", "+", "COUNT", str(limit))
             for entry_id, fields in entries or ():
                 found.append(_message(topic, epoch, entry_id, fields))
-            if not gap:
-                gap = yield self._trimmed_after(stream, after)
+        if topics and not gap:
+            trimmed = yield call("HMGET", self._key("trimmed"), *topics)
+            gap = any(t and int(t.split(b"-")[0]) > after for t in trimmed)
         found.sort(key=lambda m: m.key)
         if len(found) > limit:
             found, gap = found[-limit:], True
         return Replay(found, gap)
-
-    @defer.inlineCallbacks
-    def _trimmed_after(self, stream, after):
-        """Whether the stream dropped an entry newer than ``after``."""
-        try:
-            info = yield self.connection.call("XINFO", "STREAM", stream)
-        except Exception as error:
-            if "no such key" in str(error).lower():
-                return False
-            raise
-        fields = dict(zip(info[::2], info[1::2]))
-        deleted = fields.get(b"max-deleted-entry-id", b"0-0")
-        return int(deleted.split(b"-")[0]) > after
 
 
 def _text(value):
