@@ -33,7 +33,7 @@ setup(
         "swagger-ui-bundle-v2>=5.17,<6",
     ],
     extras_require={
-        "test": ["pytest>=8", "requests>=2.31"],
+        "test": ["pytest>=8", "requests>=2.31", "websockets>=13"],
     },
     entry_points={"console_scripts": ["broker = broker.cli:main"]},
     classifiers=[
