@@ -80,10 +80,16 @@ class Access:
         self.definitions = dict(definitions)
         self.grants = dict(grants)
         self.anonymous = self.grants.get(ANONYMOUS) or Grant(ANONYMOUS)
+        self._api_headers = tuple(getattr(d, "_header", None) for d in self.definitions.values()
+                                  if getattr(d, "_header", None))
         self.counters = {"authenticated": 0, "anonymous": 0, "auth_failures": 0, "denied": 0}
 
     def identify(self, headers, query=None, peer="", cid=None):
         """The caller's :class:`Grant`; raise Unauthorized for wrong credentials."""
+        if "authorization" not in headers and not (query and "token" in query) \
+                and not any(h in headers for h in self._api_headers):
+            self.counters["anonymous"] += 1
+            return self.anonymous
         headers = dict(headers)
         token = (query or {}).get("token")
         if token and "authorization" not in headers:

@@ -2,7 +2,7 @@
 
 import json
 
-from broker.channels.http.app import error_body, json_response
+from broker.channels.http.app import error_body
 from broker.channels.http.protocol import HTTPResponse
 from broker.errors import BadRequest, BrokerError, Forbidden, Unauthorized
 from broker.pubsub.hub import PublishError
@@ -10,6 +10,10 @@ from broker.pubsub.topics import TopicError, check_topic
 from broker.simpleio import parse_query
 
 __all__ = ["HTTPPublisher", "live_page_routes"]
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not allowed in JSON")
 
 
 def _error(error, cid):
@@ -30,28 +34,38 @@ class HTTPPublisher:
         self.access = access
 
     def __call__(self, http_request, cid, params):
-        try:
-            topic = check_topic(params["topic"])
-        except TopicError as error:
-            return _error(BadRequest(str(error), errors=[{"field": "topic", "problem": str(error)}]), cid)
+        topic = params["topic"]
         try:
             query = parse_query(http_request.query) if http_request.query else {}
             grant = self.access.identify(http_request.headers, query, http_request.peer, cid)
             if not grant.may_publish(topic):
+                check_topic(topic)
                 self.access.counters["denied"] += 1
                 if grant is self.access.anonymous:
                     raise Unauthorized(f'credentials are needed to publish to "{topic}"')
                 raise Forbidden(f'not allowed to publish to "{topic}"')
+            body = http_request.body.strip()
             try:
-                data = json.loads(http_request.body) if http_request.body else None
+                data_json = body.decode() if body else "null"
+                json.loads(data_json, parse_constant=_no_constant)
             except ValueError as error:
                 raise BadRequest(f"the body is not JSON: {error}",
                                  errors=[{"field": "body", "problem": "is not JSON"}]) from None
+            result = self.hub.publish_json(topic, data_json, publisher=grant.name)
+        except (PublishError, TopicError) as error:
+            field, problem = ("topic", str(error)) if isinstance(error, TopicError) \
+                else (error.field, error.problem)
+            return _error(BadRequest(str(error), errors=[{"field": field, "problem": problem}]), cid)
         except BrokerError as error:
             return _error(error, cid)
-        d = self.hub.publish(topic, data, publisher=grant.name)
-        return d.addCallbacks(lambda msg_id: json_response(200, {"msg_id": msg_id, "topic": topic}, cid),
-                              self._failed, errbackArgs=(cid,))
+        if isinstance(result, str):
+            return self._answer(result, topic, cid)
+        return result.addCallbacks(self._answer, self._failed, (topic, cid), None, (cid,))
+
+    @staticmethod
+    def _answer(msg_id, topic, cid):
+        body = b'{"msg_id":"%s","topic":"%s"}' % (msg_id.encode(), topic.encode())
+        return HTTPResponse(200, [("Content-Type", "application/json"), ("X-Broker-CID", cid)], body)
 
     def _failed(self, failure, cid):
         if failure.check(PublishError):

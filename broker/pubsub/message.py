@@ -30,10 +30,16 @@ def encode_data(data):
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+_SECOND = [None, ""]
+
+
 def utc_now(seconds):
     """An ISO 8601 UTC timestamp with milliseconds for ``seconds`` since the epoch."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
+    whole = int(seconds)
+    if _SECOND[0] != whole:  # formatted once a second
+        _SECOND[0] = whole
+        _SECOND[1] = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return "%s.%03dZ" % (_SECOND[1], int((seconds - whole) * 1000))
 
 
 class Message:

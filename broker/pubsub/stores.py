@@ -48,7 +48,7 @@ class MemoryStore:
                           data_json, publisher)
         self.history.append(message)
         self.hub.dispatch(message)
-        return defer.succeed(message.msg_id)
+        return message.msg_id
 
     def replay(self, pattern, key, limit):
         return defer.succeed(self.history.since(pattern, key, self.epoch, limit))

@@ -109,7 +109,10 @@ class PubSubProtocol(WebSocketServerProtocol):
         prepared = message.prepared
         if prepared is None:
             prepared = message.prepared = self.factory.prepareMessage(message.frame)
-        self.sendPreparedMessage(prepared)
+        if self.state == self.STATE_OPEN and self._perMessageCompress is None:
+            self.transport.write(prepared.payloadHybi)   # the frame made once for everyone
+        else:
+            self.sendPreparedMessage(prepared)
 
     def send_notice(self, notice):
         self.sendMessage(_dumps(notice))
