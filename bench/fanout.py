@@ -74,7 +74,8 @@ class Crossbar:
         (cbdir / "config.json").write_text(json.dumps(config))
         argv = [str(CROSSBAR_VENV / "bin" / "crossbar"), "start", "--cbdir", str(cbdir), "--loglevel", "warn"]
         self.server = ServerProcess("crossbar", argv, cwd=self.dir).start()
-        self.server.wait_ready(lambda: http_request("127.0.0.1", self.port, "GET", "/")[0] == 200, timeout=60)
+        self.server.wait_ready(lambda: http_request("127.0.0.1", self.port, "GET", "/json")[0] == 200,
+                                 timeout=60)
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.publish_path = "/publish"
 

@@ -37,6 +37,7 @@ class Session:
     def __init__(self, hub, sink, queue_size=256, max_subscriptions=100):
         self.hub = hub
         self.sink = sink
+        self._send_message = sink.send_message
         self.queue_size = queue_size
         self.max_subscriptions = max_subscriptions
         self.patterns = {}          # pattern -> active (False while its replay runs)
@@ -137,6 +138,11 @@ class Session:
 
     def deliver(self, message):
         """A live message from the hub."""
+        if not (self._resuming or self.paused or self.queue or self._dropped or self.closed):
+            self.last_key = message.key          # the hot path: straight to the socket
+            self.last_id = message.msg_id
+            self._send_message(message)
+            return
         if self._resuming:
             if len(self._held) >= self.queue_size:
                 self._overflow(message, self._held)

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from broker.channels.http.app import new_cid
+from broker.channels.websocket.fastwrite import write_now
 from broker.errors import BrokerError, Unauthorized
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
@@ -34,6 +35,7 @@ from broker.services.context import ChannelInfo, Request
 __all__ = ["PubSubFactory", "PubSubProtocol"]
 
 log = Logger()
+_OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
 class _Mistake(Exception):
@@ -109,8 +111,8 @@ class PubSubProtocol(WebSocketServerProtocol):
         prepared = message.prepared
         if prepared is None:
             prepared = message.prepared = self.factory.prepareMessage(message.frame)
-        if self.state == self.STATE_OPEN and self._perMessageCompress is None:
-            self.transport.write(prepared.payloadHybi)   # the frame made once for everyone
+        if self.state == _OPEN and self._perMessageCompress is None:
+            write_now(self.transport, prepared.payloadHybi)   # the frame made once for everyone
         else:
             self.sendPreparedMessage(prepared)
 
