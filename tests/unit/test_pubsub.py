@@ -140,3 +140,25 @@ def test_identify_anonymous_known_and_wrong_credentials():
         with pytest.raises(Unauthorized):
             access.identify(headers)
     assert access.counters["auth_failures"] == 3
+
+
+def test_a_service_publishes_through_resources_and_gets_the_id():
+    from broker import Service
+    from broker.runtime import Resources
+    from broker.testing import call_service_sync
+
+    class Announce(Service):
+        name = "test.announce"
+
+        async def handle(self):
+            self.response.payload = {"msg_id": await self.publish("news.today", {"n": 1})}
+
+    h = hub()
+    sink = Sink()
+    Session(h, sink).subscribe("news.#")
+    resources = Resources()
+    resources.pubsub = h
+    response = call_service_sync(Announce, {}, resources=resources)
+    assert sink.messages[0].msg_id == response.payload["msg_id"]
+    assert sink.messages[0].publisher == "test.announce"
+    assert sink.messages[0].frame.startswith(b'{"op":"message","topic":"news.today"')
