@@ -68,6 +68,8 @@ if max > 0 then
   redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], n .. '-0', 'p', ARGV[3], 'u', ARGV[4], 'd', ARGV[5])
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
   redis.call('SADD', KEYS[4], ARGV[2])
+  redis.call('PEXPIRE', KEYS[4], ARGV[8])
+  redis.call('PEXPIRE', KEYS[5], ARGV[8])
 end
 local id = epoch .. '-' .. n
 redis.call('PUBLISH', ARGV[7], id .. '\\0' .. ARGV[2] .. '\\0' .. ARGV[3] .. '\\0' .. ARGV[4] .. '\\0' .. ARGV[5])

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from broker.channels.http.app import new_cid
-from broker.channels.websocket.fastwrite import write_now
+from broker.channels.fastwrite import write_now
 from broker.errors import BrokerError, Unauthorized
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
