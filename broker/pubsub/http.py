@@ -16,6 +16,9 @@ def _no_constant(name):
     raise ValueError(f"{name} is not allowed in JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _error(error, cid):
     headers = [("Content-Type", "application/json"), ("X-Broker-CID", cid), *error.headers.items()]
     return HTTPResponse(error.status, headers, error_body(error, cid))
@@ -47,7 +50,7 @@ class HTTPPublisher:
             body = http_request.body.strip()
             try:
                 data_json = body.decode() if body else "null"
-                json.loads(data_json, parse_constant=_no_constant)
+                _DECODER.decode(data_json)
             except ValueError as error:
                 raise BadRequest(f"the body is not JSON: {error}",
                                  errors=[{"field": "body", "problem": "is not JSON"}]) from None

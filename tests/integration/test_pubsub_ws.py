@@ -152,6 +152,10 @@ def test_http_publish_errors_name_the_problem(broker):
     assert status == 400 and json.loads(body)["errors"][0]["field"] == "body"
     status, _, body = broker.request("POST", "/broker/publish/demo..x", b"1")
     assert status == 400 and json.loads(body)["errors"][0]["field"] == "topic"
+    status, _, body = broker.request("POST", "/broker/publish/demo.x", b'{"a": NaN}')
+    assert status == 400 and json.loads(body)["errors"][0]["field"] == "body"
+    status, _, body = broker.request("POST", "/broker/publish/demo.x", json.dumps("x" * 70_000))
+    assert status == 400 and json.loads(body)["errors"][0]["field"] == "data"   # over 64KiB
 
 
 def test_resume_after_a_dropped_connection_loses_and_repeats_nothing(broker):

@@ -162,3 +162,21 @@ def test_a_service_publishes_through_resources_and_gets_the_id():
     assert sink.messages[0].msg_id == response.payload["msg_id"]
     assert sink.messages[0].publisher == "test.announce"
     assert sink.messages[0].frame.startswith(b'{"op":"message","topic":"news.today"')
+
+
+@pytest.mark.parametrize("section, problem", [
+    ("pubsub:\n  permissions:\n    nobody: {subscribe: ['#']}\n", 'no security definition "nobody"'),
+    ("pubsub:\n  permissions:\n    anonymous: {subscribe: ['a..b']}\n", "each word"),
+    ("pubsub:\n  topics:\n    - {pattern: 'x.#', overflow: explode}\n", "overflow"),
+    ("pubsub:\n  redis: cache\n", 'no redis connection "cache"'),
+    ("pubsub:\n  websocket: {queue_size: 0}\n", "queue_size"),
+])
+def test_config_mistakes_name_the_key(tmp_path, section, problem):
+    from broker.config import ConfigError
+    from broker.node import build_node
+    from twisted.internet.task import Clock
+    path = tmp_path / "broker.yaml"
+    path.write_text(section)
+    with pytest.raises(ConfigError) as error:
+        build_node(str(path), reactor=Clock())
+    assert problem in str(error.value) and "broker.yaml" in str(error.value)
