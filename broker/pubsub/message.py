@@ -52,10 +52,10 @@ class Message:
     __slots__ = ("topic", "msg_id", "key", "published_at", "data_json", "publisher", "_frame",
                  "prepared")
 
-    def __init__(self, topic, msg_id, published_at, data_json, publisher=""):
+    def __init__(self, topic, msg_id, published_at, data_json, publisher="", key=None):
         self.topic = topic
         self.msg_id = msg_id
-        self.key = parse_msg_id(msg_id)
+        self.key = key or parse_msg_id(msg_id)
         self.published_at = published_at
         self.data_json = data_json
         self.publisher = publisher or ""
@@ -67,8 +67,8 @@ class Message:
         """The ``message`` frame as UTF-8 JSON bytes."""
         if self._frame is None:
             self._frame = (
-                '{"op":"message","topic":%s,"msg_id":"%s","published_at":"%s","data":%s}'
-                % (json.dumps(self.topic), self.msg_id, self.published_at, self.data_json)
+                '{"op":"message","topic":"%s","msg_id":"%s","published_at":"%s","data":%s}'
+                % (self.topic, self.msg_id, self.published_at, self.data_json)  # names need no escaping
             ).encode()
         return self._frame
 

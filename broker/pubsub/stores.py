@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from broker.pubsub.history import MemoryHistory, Replay
 from broker.pubsub.message import Message, utc_now
-from broker.pubsub.topics import matches
+from broker.pubsub.topics import check_topic, matches
 
 __all__ = ["MemoryStore", "RedisStore"]
 
@@ -45,7 +45,7 @@ class MemoryStore:
     def publish(self, topic, data_json, publisher):
         self.seq += 1
         message = Message(topic, f"{self.epoch}-{self.seq}", utc_now(self.reactor.seconds()),
-                          data_json, publisher)
+                          data_json, publisher, (self.epoch, self.seq))
         self.history.append(message)
         self.hub.dispatch(message)
         return message.msg_id
@@ -144,7 +144,10 @@ class RedisStore:
     def _received(self, payload):
         try:
             msg_id, topic, published_at, publisher, data = payload.split(b"\0", 4)
-            message = Message(topic.decode(), msg_id.decode(), published_at.decode(),
+            topic = topic.decode()
+            if topic not in self.hub._good_topics:
+                check_topic(topic)  # it is put into frames unescaped
+            message = Message(topic, msg_id.decode(), published_at.decode(),
                               data.decode(), publisher.decode())
         except (ValueError, UnicodeDecodeError):
             self.counters["bus_malformed"] += 1
