@@ -9,7 +9,7 @@ or, for browsers that cannot set headers on a WebSocket, ``?token=<t>``
 """
 
 from broker.errors import Unauthorized
-from broker.pubsub.topics import PatternSet, matches
+from broker.pubsub.topics import PatternSet
 
 __all__ = ["Access", "Grant", "ANONYMOUS"]
 
@@ -128,6 +128,3 @@ class Access:
             return scheme == "basic"
         return bool(scheme)
 
-
-def topic_allowed(patterns, topic):
-    return any(matches(p, topic) for p in patterns)

@@ -95,9 +95,6 @@ class PubSubService(Service):
         if start is not None:
             start()
 
-    def publish(self, topic, data, publisher=None):
-        return self.hub.publish(topic, data, publisher)
-
 
 def build_pubsub(section, ctx):
     """The node's topics from the checked ``pubsub`` section; None when disabled."""

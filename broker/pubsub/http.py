@@ -2,14 +2,18 @@
 
 import json
 
+from twisted.logger import Logger
+
 from broker.channels.http.app import error_body
 from broker.channels.http.protocol import HTTPResponse
-from broker.errors import BadRequest, BrokerError, Forbidden, Unauthorized
+from broker.errors import BadRequest, BrokerError, Forbidden, ServiceUnavailable, Unauthorized
 from broker.pubsub.hub import PublishError
 from broker.pubsub.topics import TopicError, check_topic
 from broker.simpleio import parse_query
 
 __all__ = ["HTTPPublisher", "live_page_routes"]
+
+log = Logger()
 
 
 def _no_constant(name):
@@ -75,9 +79,7 @@ class HTTPPublisher:
             error = failure.value
             return _error(BadRequest(str(error), errors=[{"field": error.field,
                                                           "problem": error.problem}]), cid)
-        from broker.errors import ServiceUnavailable
-        from twisted.logger import Logger
-        Logger().failure("publish failed (cid {cid})", failure, cid=cid)
+        log.failure("publish failed (cid {cid})", failure, cid=cid)
         return _error(ServiceUnavailable("pub/sub store unavailable"), cid)
 
 

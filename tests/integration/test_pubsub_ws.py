@@ -2,8 +2,6 @@
 
 import base64
 import json
-import socket
-import time
 from pathlib import Path
 
 import pytest
