@@ -11,6 +11,7 @@ class WSClient:
     def __init__(self, port, path="/ws", headers=None, timeout=10, **kwargs):
         self.ws = connect(f"ws://127.0.0.1:{port}{path}", additional_headers=headers or {},
                           open_timeout=timeout, close_timeout=2, **kwargs)
+        self.ws.__enter__()   # closed by close(); websockets >= 17.1 wants it entered
         self.timeout = timeout
         self._next = 0
         self.frames = []    # everything received, in order
