@@ -16,6 +16,7 @@ from collections import deque
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from broker.errors import ServiceUnavailable
 from broker.pubsub.topics import matches
 
 __all__ = ["Session", "SLOW_CONSUMER"]
@@ -71,7 +72,13 @@ class Session:
             return defer.succeed({"replayed": 0, "gap": False})
         self.patterns[pattern] = False
         self.hub.add(self, pattern)
-        return self._resume(pattern, since)
+        return self._resume(pattern, since).addErrback(self._replay_failed, pattern)
+
+    def _replay_failed(self, failure, pattern):
+        """History could not be read (Redis down): the subscription is not made."""
+        log.failure("replay of {pattern} failed", failure, pattern=pattern)
+        self.unsubscribe(pattern)
+        raise ServiceUnavailable("message history is unavailable; subscribe again later")
 
     def unsubscribe(self, pattern):
         """Stop a subscription; False if there was none."""

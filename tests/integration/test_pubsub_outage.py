@@ -106,6 +106,8 @@ def test_redis_lost_publishers_get_503_and_subscribers_are_told_of_the_gap(redis
         assert status == 503 and json.loads(body)["code"] == "unavailable"
         status, _, body = node.request("GET", "/broker/health")
         assert status == 503
+        refused = client.request("subscribe", topic="demo.other", since="1-1")
+        assert refused["code"] == "unavailable"      # history cannot be read: said, not hidden
         redis.start()
         wait_for(lambda: counters(node)["bus_reconnects"] >= 1)
         gap = client.recv()
