@@ -198,6 +198,8 @@ def main():
                 target.start()
             except StartError as error:
                 print(f"{target.name}: did not start: {error}")
+                if getattr(target, "server", None) is not None:
+                    target.server.stop()        # the process (group) that did not get ready
                 continue
             try:
                 for n in sizes:
