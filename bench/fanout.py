@@ -214,6 +214,8 @@ def main():
                 print(f"run {run + 1} {target.name:8} HTTP publish, no subscribers: {pub}", flush=True)
             finally:
                 target.server.stop()
+                if getattr(target, "dir", None):
+                    shutil.rmtree(target.dir, ignore_errors=True)
     print(f"\nload average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores shared with other work)")
     summary = {}
     for name, res in results.items():
