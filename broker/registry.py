@@ -18,12 +18,13 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 """
 
 from broker.cache import CACHE_SECTION, build_caches
+from broker.channels.zmq import config as zmq_config
 from broker.fixtures import FIXTURES, build_fixtures
+from broker.outgoing import zmq as zmq_outgoing
 from broker.outgoing.http import HTTP_OUTGOING, build_http_outgoing
+from broker.pubsub.feature import PUBSUB, build_pubsub
 from broker.redis import REDIS_CONNECTION, build_redis_connection
 from broker.scheduler import SCHEDULER_SECTION, build_scheduler
-from broker.channels.zmq import config as zmq_config
-from broker.outgoing import zmq as zmq_outgoing
 
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
@@ -41,4 +42,5 @@ SECTIONS = {
     "fixtures": (FIXTURES, build_fixtures),
     "cache": (CACHE_SECTION, build_caches),
     "scheduler": (SCHEDULER_SECTION, build_scheduler),
+    "pubsub": (PUBSUB, build_pubsub),
 }

@@ -1,0 +1,142 @@
+"""The ``pubsub:`` config section and how a node gets its topics.
+
+Builds the :class:`~broker.pubsub.hub.Hub` (``ctx.resources.pubsub``), the
+``/ws`` WebSocket endpoint, ``POST /broker/publish/{topic}`` and, when asked,
+the ``/demo/live`` page.  See ``docs/websocket.md``.
+"""
+
+from twisted.application.service import Service
+
+from broker.config.schema import (Bool, Choice, Duration, Field, Int, ListOf, MapOf, Schema, Size,
+                                  Str, config_error)
+from broker.pubsub.access import ANONYMOUS, Access, Grant
+from broker.pubsub.hub import Hub, TopicPolicy
+from broker.pubsub.topics import TopicError, check_pattern
+
+__all__ = ["PUBSUB", "build_pubsub"]
+
+
+def _patterns(values):
+    for value in values:
+        try:
+            check_pattern(value)
+        except TopicError as error:
+            raise ValueError(str(error)) from None
+
+
+_PATTERNS = ListOf(Str(min_length=1))
+
+GRANT = Schema("pubsub permission", {
+    "subscribe": Field(_PATTERNS, default=[], check=_patterns, doc="topic patterns it may subscribe to"),
+    "publish": Field(_PATTERNS, default=[], check=_patterns, doc="topic patterns it may publish to"),
+    "invoke": Field(_PATTERNS, default=[], check=_patterns,
+                    doc="service name patterns it may invoke over WebSocket"),
+})
+
+TOPIC = Schema("pubsub topic policy", {
+    "pattern": Field(Str(min_length=1), required=True, check=lambda p: _patterns([p])),
+    "history": Field(Int(min=0, max=1_000_000), default=None, doc="messages kept for resume"),
+    "overflow": Field(Choice("drop_oldest", "close"), default=None,
+                      doc="when a subscriber's queue is full"),
+})
+
+WEBSOCKET = Schema("pubsub websocket", {
+    "enabled": Field(Bool(), default=True),
+    "path": Field(Str(pattern=r"^/[^\s?#]*$"), default="/ws"),
+    "max_connections": Field(Int(min=1), default=10_000),
+    "max_frame_size": Field(Size(min=125), default="1MiB"),
+    "max_message_size": Field(Size(min=125), default="1MiB"),
+    "open_handshake_timeout": Field(Duration(min=0.1, max=300), default="2500ms"),
+    "close_handshake_timeout": Field(Duration(min=0.1, max=300), default="1s"),
+    "auto_ping_interval": Field(Duration(min=0, max=3600), default="10s", doc="0 = off"),
+    "auto_ping_timeout": Field(Duration(min=0, max=3600), default="5s"),
+    "allowed_origins": Field(ListOf(Str(min_length=1)), default=[],
+                             doc="Origin patterns (fnmatch) besides the same origin; "
+                                 "clients sending no Origin are not browsers and are let in"),
+    "trust_x_forwarded_for": Field(Int(min=0, max=10), default=0,
+                                   doc="proxies in front whose X-Forwarded-For is believed"),
+    "queue_size": Field(Int(min=1, max=1_000_000), default=256,
+                        doc="messages waiting per subscriber while its socket is full"),
+    "max_subscriptions": Field(Int(min=1, max=100_000), default=100),
+    "max_pending_invokes": Field(Int(min=1, max=10_000), default=16),
+})
+
+PUBSUB = Schema("pubsub", {
+    "enabled": Field(Bool(), default=True),
+    "redis": Field(Str(), default=None, doc="a redis connection's name: history in Redis "
+                                            "Streams and a backplane shared by the nodes"),
+    "namespace": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-:]*$"), default="broker:pubsub",
+                       doc="Redis key prefix; nodes of one cluster share it"),
+    "history": Field(Int(min=0, max=1_000_000), default=100, doc="messages kept per topic"),
+    "history_ttl": Field(Duration(min=1), default="1d", doc="Redis: a quiet topic's history expires"),
+    "max_topics": Field(Int(min=1), default=10_000, doc="memory: topics whose history is kept"),
+    "max_replay": Field(Int(min=1, max=1_000_000), default=1000, doc="messages one resume replays"),
+    "overflow": Field(Choice("drop_oldest", "close"), default="drop_oldest"),
+    "max_message_size": Field(Size(min=1), default="1MiB", doc="published data, as JSON"),
+    "http_publish": Field(Bool(), default=True, doc="POST /broker/publish/{topic}"),
+    "live_page": Field(Bool(), default=False, doc="serve the /demo/live page"),
+    "topics": Field(ListOf(TOPIC), default=[]),
+    "permissions": Field(MapOf(GRANT), default={},
+                         doc="security definition name (or anonymous) → what it may do"),
+    "websocket": Field(WEBSOCKET, default={}),
+})
+
+
+class PubSubService(Service):
+    """Starts the Redis backplane (when configured) with the node."""
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.setName("pubsub")
+
+    def startService(self):
+        super().startService()
+        start = getattr(self.hub.store, "start", None)
+        if start is not None:
+            start()
+
+
+def build_pubsub(section, ctx):
+    """The node's topics from the checked ``pubsub`` section; None when disabled."""
+    if not section.enabled:
+        return None
+    from broker.pubsub.stores import MemoryStore, RedisStore
+
+    grants = {}
+    for name, grant in section.permissions.items():
+        if name != ANONYMOUS and name not in ctx.security:
+            raise config_error(section, "permissions", f'no security definition "{name}" '
+                               f'(known: {", ".join(sorted(ctx.security)) or "none"}; '
+                               f'or "{ANONYMOUS}")')
+        grants[name] = Grant(name, grant.subscribe, grant.publish, grant.invoke)
+    access = Access({n: ctx.security[n] for n in grants if n != ANONYMOUS}, grants)
+
+    policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
+                            t.overflow or section.overflow) for t in section.topics]
+    policies.append(TopicPolicy("#", section.history, section.overflow))
+    if section.redis:
+        connection = ctx.connection(section, "redis", "redis")
+        store = RedisStore(connection, section.namespace, ctx.reactor, section.history_ttl)
+        ctx.resources.health["pubsub"] = lambda: {"ok": store.bus_up, "backplane": "redis"}
+    else:
+        store = MemoryStore(ctx.reactor, section.max_topics)
+    hub = Hub(store, policies, section.max_message_size, section.max_replay, ctx.reactor)
+    ctx.resources.pubsub = hub
+    ctx.resources.metrics["pubsub"] = lambda: {**hub.metrics(), **access.counters}
+
+    from broker.channels.http.router import Route
+    from broker.pubsub.http import HTTPPublisher, live_page_routes
+    if section.http_publish:
+        ctx.router.add(Route("broker.publish", "/broker/publish/{topic}", ("POST",),
+                             HTTPPublisher(hub, access), kind="builtin"))
+    if section.live_page:
+        for route in live_page_routes():
+            ctx.router.add(route)
+    ws = section.websocket
+    if ws.enabled:
+        from broker.channels.websocket.protocol import PubSubFactory
+        factory = PubSubFactory(hub, access, ctx.invoker, ws, ctx.reactor)
+        ctx.http_app.upgrade_handlers[ws.path] = factory.upgrade
+        ctx.resources.metrics["websocket"] = factory.metrics
+        hub.websocket = factory
+    return PubSubService(hub)
