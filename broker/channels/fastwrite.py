@@ -7,7 +7,9 @@ buffer is empty (the common case for a subscriber that keeps up) we try
 ``send`` right away and hand only what the kernel did not take to
 ``transport.write``, which keeps Twisted's buffering, producer pausing and
 error handling for the rest.  Anything that is not a plain TCP transport
-goes through ``transport.write`` unchanged.
+goes through ``transport.write`` unchanged, and so does every write should a
+Twisted release rename the buffer attributes read here (the defaults below
+then say "something waits").
 """
 
 __all__ = ["write_now"]
@@ -17,8 +19,9 @@ def write_now(transport, data):
     """Write ``data`` to ``transport``: directly if nothing waits, else buffered."""
     sock = getattr(transport, "socket", None)
     if sock is not None and not getattr(transport, "TLS", True) and transport.connected \
-            and not transport.disconnecting and not transport._writeDisconnected \
-            and not transport._tempDataLen and len(transport.dataBuffer) == transport.offset:
+            and not transport.disconnecting and not getattr(transport, "_writeDisconnected", True) \
+            and not getattr(transport, "_tempDataLen", 1) \
+            and len(getattr(transport, "dataBuffer", b"?")) == getattr(transport, "offset", 0):
         try:
             sent = sock.send(data)
         except (BlockingIOError, InterruptedError):
