@@ -12,14 +12,10 @@ body sizes, slowloris/idle/body deadlines, back-pressure both ways, and the
 hand-over of ``Upgrade`` requests (WebSocket) to another protocol.
 """
 
-import re
 from collections import deque
-from dataclasses import dataclass
 from email.utils import formatdate
-from http import HTTPStatus
-from urllib.parse import unquote
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -29,6 +25,10 @@ from zope.interface import implementer
 from broker.channels.fastwrite import write_now
 from broker.channels.http.limits import COUNTERS, HEADER, IDLE, FlowControl, HTTPLimits
 from broker.channels.http.streaming import HTTPStream, StreamWriter
+from broker.channels.http.upgrade import UpgradeHandOver
+from broker.channels.http.wire import (
+    CLEAN_NAMES, CONTINUE, LENGTHS, LENGTHS_CACHED, MEMO_SIZE, METHODS, NAMES, NO_BODY, STATUS_LINES,
+    HTTPRequest, HTTPResponse, Refusal, header_block, split_target, status_line)
 
 __all__ = ["HTTPLimits", "HTTPProtocol", "HTTPRequest", "HTTPResponse", "HTTPServerFactory",
            "HTTPStream"]
@@ -36,125 +36,12 @@ __all__ = ["HTTPLimits", "HTTPProtocol", "HTTPRequest", "HTTPResponse", "HTTPSer
 log = Logger()
 
 
-@dataclass(slots=True)
-class HTTPRequest:
-    """One parsed request, as the handler sees it.
-
-    ``raw_head`` holds the raw request line and headers of a request asking
-    to upgrade the connection (``Connection: upgrade``); it is ``b""`` for
-    every other request.
-    """
-
-    method: str
-    path: str
-    query: str
-    version: str
-    headers: dict
-    body: bytes
-    keep_alive: bool
-    peer: str
-    raw_head: bytes
-
-
-@dataclass(slots=True)
-class HTTPResponse:
-    """One answer: the protocol adds Content-Length, Date, Server and Connection."""
-
-    status: int
-    headers: list
-    body: bytes = b""
-
-
-def _status_line(status):
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
-
-
-_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LENGTHS_CACHED = 2048
-_LENGTHS = [b"Content-Length: %d\r\n" % size for size in range(_LENGTHS_CACHED)]
-_NO_BODY = frozenset((*range(100, 200), 204, 304))  # statuses without content
-_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
-# Headers the protocol writes itself: an app's own are dropped.
-_RESERVED = frozenset(("content-length", "transfer-encoding", "connection", "date", "server"))
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # all but HTAB
-# Memos, bounded: request header names lower-cased, response header names checked.
-_MEMO_SIZE = 1024
-_NAMES = {}
-_TARGETS = {}
-_CLEAN_NAMES = set()
-
-
 class _Stop(Exception):
     """Raised from a parser callback to stop parsing; the refusal is already queued."""
 
 
-class _Refusal:
-    """A protocol-level error answer, queued in order behind earlier requests."""
-
-    __slots__ = ("status", "message")
-
-    def __init__(self, status, message):
-        self.status = status
-        self.message = message
-
-
-def _split_target(url):
-    """Split a request target into a percent-decoded path and a raw query string.
-
-    :raises httptools.HttpParserInvalidURLError: for a target httptools rejects.
-    """
-    split = _TARGETS.get(url)
-    if split is None:
-        split = _split_new_target(url)
-        if len(_TARGETS) < _MEMO_SIZE:
-            _TARGETS[url] = split
-    return split
-
-
-def _split_new_target(url):
-    target = url.decode("latin-1")
-    if target[:1] == "/" and "%" not in target and "#" not in target:
-        path, _, query = target.partition("?")
-        return path, query
-    if target[:1] == "/":
-        target = target.partition("#")[0]
-        path, _, query = target.partition("?")
-    else:  # absolute-form ("http://host/p?q") or asterisk-form ("*")
-        parsed = parse_url(url)
-        path = (parsed.path or b"/").decode("latin-1")
-        query = (parsed.query or b"").decode("latin-1")
-    return unquote(path, errors="replace") if "%" in path else path, query
-
-
-def _header_block(headers):
-    """Render an app's headers the slow way: drop bad or reserved names, strip CR/LF."""
-    lines = []
-    for name, value in headers:
-        name, value = str(name), str(value)
-        if name.lower() in _RESERVED or not _TOKEN.fullmatch(name):
-            continue
-        if len(_CLEAN_NAMES) < _MEMO_SIZE:
-            _CLEAN_NAMES.add(name)
-        if not value.isprintable():
-            if "\r" in value or "\n" in value or "\0" in value:
-                log.warn("CR/LF removed from response header {name}", name=name)
-            value = _CONTROLS.sub(" ", value)
-        lines.append(f"{name}: {value}\r\n")
-    block = "".join(lines)
-    try:
-        return block.encode("latin-1")
-    except UnicodeEncodeError:
-        return block.encode("utf-8")
-
-
 @implementer(IPushProducer)
-class HTTPProtocol(FlowControl, Protocol):
+class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
     """One HTTP/1.1 server connection.
 
     It is also the transport's streaming producer: when the client stops
@@ -214,7 +101,7 @@ class HTTPProtocol(FlowControl, Protocol):
         if factory.open_connections >= self._limits.max_connections:
             self._counters["rejected_connections"] += 1
             self._discard = True
-            self._active = _Refusal(503, "Too many connections")
+            self._active = Refusal(503, "Too many connections")
             self._respond(self._error_response(503, "Too many connections"))
             return
         factory.open_connections += 1
@@ -303,11 +190,11 @@ class HTTPProtocol(FlowControl, Protocol):
         if self._header_count > self._max_headers:
             self._refuse(431, "Too many request headers", "too_many_headers")
             raise _Stop
-        key = _NAMES.get(name)
+        key = NAMES.get(name)
         if key is None:
             key = name.decode("latin-1").lower()
-            if len(_NAMES) < _MEMO_SIZE:
-                _NAMES[name] = key
+            if len(NAMES) < MEMO_SIZE:
+                NAMES[name] = key
         if value and value[-1] in (32, 9):  # llhttp keeps trailing whitespace
             value = value.rstrip(b" \t")
         headers = self._headers
@@ -338,12 +225,12 @@ class HTTPProtocol(FlowControl, Protocol):
                     raise _Stop
             method = parser.get_method()
             try:
-                path, query = _split_target(self._url)
+                path, query = split_target(self._url)
             except HttpParserError:
                 if method != b"CONNECT":
                     raise
                 path, query = self._url.decode("latin-1"), ""  # authority-form
-            request = HTTPRequest(_METHODS.get(method) or method.decode("latin-1"), path, query,
+            request = HTTPRequest(METHODS.get(method) or method.decode("latin-1"), path, query,
                                   version, headers, b"", keep_alive, self._peer, b"")
         else:  # the synthetic head of a refused upgrade: the real request goes on
             self._resumed = None
@@ -358,7 +245,7 @@ class HTTPProtocol(FlowControl, Protocol):
                 and request.version == "1.1" and length != "0" \
                 and (length is not None or "transfer-encoding" in headers):
             if self._active is None and not self._queue:
-                self.transport.write(_CONTINUE)
+                self.transport.write(CONTINUE)
             else:  # not ahead of earlier answers: written when their turn is over
                 self._continue_pending = True
 
@@ -399,7 +286,7 @@ class HTTPProtocol(FlowControl, Protocol):
         try:
             while queue and self._active is None and not self._closing:
                 self._active = request = queue.popleft()
-                if request.__class__ is _Refusal:
+                if request.__class__ is Refusal:
                     self._respond(self._error_response(request.status, request.message))
                     break
                 self._counters["requests"] += 1
@@ -424,7 +311,7 @@ class HTTPProtocol(FlowControl, Protocol):
                 return
             if self._continue_pending:
                 self._continue_pending = False
-                self.transport.write(_CONTINUE)
+                self.transport.write(CONTINUE)
             if self._timer_kind is IDLE and not (self._in_head or self._in_body or self._discard
                                                  or self._reading_paused or self._consumer_paused):
                 return  # idle as before: the timer knows when we last answered
@@ -462,22 +349,22 @@ class HTTPProtocol(FlowControl, Protocol):
             close, head_only, ka10 = True, False, False
         try:
             status = response.status
-            line = _STATUS_LINES[status]
+            line = STATUS_LINES[status]
             block = ""
             for name, value in response.headers:
                 # known good names; values without CR, LF or other controls
-                if name not in _CLEAN_NAMES or not value.isprintable():
+                if name not in CLEAN_NAMES or not value.isprintable():
                     raise ValueError(name)
                 block += f"{name}: {value}\r\n"
             head = block.encode("latin-1")
         except (KeyError, ValueError, TypeError, AttributeError, UnicodeEncodeError):
             response, status, line, head = self._checked(response)
         body = response.body
-        if status in _NO_BODY:
+        if status in NO_BODY:
             length = body = b""
         else:
             size = len(body)
-            length = _LENGTHS[size] if size < _LENGTHS_CACHED else b"Content-Length: %d\r\n" % size
+            length = LENGTHS[size] if size < LENGTHS_CACHED else b"Content-Length: %d\r\n" % size
             if head_only:
                 body = b""
         tail = self._tail_close if close else self._tail_keep_alive if ka10 else self._tail
@@ -511,9 +398,9 @@ class HTTPProtocol(FlowControl, Protocol):
             return
         close = not request.keep_alive
         length = response.length
-        discard = request.method == "HEAD" or status in _NO_BODY
+        discard = request.method == "HEAD" or status in NO_BODY
         chunked = False
-        if status in _NO_BODY:
+        if status in NO_BODY:
             framing = b""
         elif length is not None:
             framing = b"Content-Length: %d\r\n" % length
@@ -562,12 +449,12 @@ class HTTPProtocol(FlowControl, Protocol):
             status = int(response.status)
             if not 100 <= status <= 999:
                 raise ValueError(f"bad status {status}")
-            return response, status, _STATUS_LINES.get(status) or _status_line(status), \
-                _header_block(response.headers)
+            return response, status, STATUS_LINES.get(status) or status_line(status), \
+                header_block(response.headers)
         except Exception:
             log.failure("Cannot render the HTTP response {response!r}", response=response)
             response = self._error_response(500, "Internal error")
-            return response, 500, _STATUS_LINES[500], _header_block(response.headers)
+            return response, 500, STATUS_LINES[500], header_block(response.headers)
 
     def _error_response(self, status, message):
         """The handler's rendering of a protocol-level error, or a plain one."""
@@ -586,7 +473,7 @@ class HTTPProtocol(FlowControl, Protocol):
         self._counters[counter] += 1
         self._discard = True
         self._in_head = self._in_body = False
-        self._queue.append(_Refusal(status, message))
+        self._queue.append(Refusal(status, message))
 
     def _malformed(self, error):
         context = error.__context__
@@ -610,76 +497,6 @@ class HTTPProtocol(FlowControl, Protocol):
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
-
-    # -- upgrade -------------------------------------------------------------
-
-    def _upgrade_received(self, data, offset):
-        """The parser stopped after an upgrade request's head: wait for our turn."""
-        request, self._upgrade_candidate = self._upgrade_candidate, None
-        if request is None:
-            self._refuse(400, "Malformed request", "malformed")
-            return
-        more = self._head_more
-        raw = data[:offset] if more is None else b"".join([*more[:-1], data[:offset]])
-        if not self._begin_clean:  # it began after another request in the same read
-            start = raw.rfind(request.method.encode("latin-1") + b" " + self._url + b" ")
-            raw = raw[max(start, 0):]
-        request.raw_head = raw.lstrip(b"\r\n")
-        self._discard = True
-        self._upgrade_wait = (request, [data[offset:]])
-
-    def _upgrade_now(self):
-        """Offer the connection to ``handler.upgrade``; answer normally if refused."""
-        request, tail = self._upgrade_wait
-        self._upgrade_wait = None
-        data = b"".join(tail)
-        protocol = None
-        if self._upgrade is not None and request.version == "1.1" and "upgrade" in request.headers:
-            try:
-                protocol = self._upgrade(request)
-            except Exception:
-                log.failure("HTTP upgrade handler failed on {path} from {peer}",
-                            path=request.path, peer=request.peer)
-                self._queue.append(_Refusal(500, "Internal error"))
-                self._pump()
-                return
-        if protocol is not None:
-            self._counters["upgrades"] += 1
-            self._hand_over(protocol, request.raw_head + data)
-            return
-        self._parser = HttpRequestParser(self)
-        if request.method == "CONNECT":  # what follows is a tunnel: answer, then close
-            request.keep_alive = False
-            self._queue.append(request)
-            self._pump()
-            return
-        # llhttp skipped the body of the upgrade request.  A synthetic head
-        # with the same framing lets it read the body and what follows;
-        # on_headers_complete puts the real request back in its place.
-        headers = request.headers
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            framing = "Transfer-Encoding: chunked"
-        else:
-            framing = f"Content-Length: {headers.get('content-length', '0')}"
-        connection = "keep-alive" if request.keep_alive else "close"
-        self._resumed = request
-        self._discard = False
-        self.dataReceived(f"POST / HTTP/{request.version}\r\nConnection: {connection}\r\n"
-                          f"{framing}\r\n\r\n".encode("latin-1") + data)
-
-    def _hand_over(self, protocol, data):
-        """Give the transport to ``protocol`` for good; forward to it from now on."""
-        self._upgraded = protocol
-        self._cancel_timer()
-        if self._registered:
-            self._registered = False
-            self.transport.unregisterProducer()
-        if self._reading_paused:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-        protocol.makeConnection(self.transport)
-        protocol.dataReceived(data)
-
 
 class HTTPServerFactory(Factory):
     """Builds :class:`HTTPProtocol` connections for one handler.
