@@ -19,10 +19,14 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
+from broker.amqp import AMQP_CONNECTION, AMQP_OUTGOING, build_amqp_connection, build_amqp_outgoing
+
 CONNECTION_TYPES = {
+    "amqp": (AMQP_CONNECTION, build_amqp_connection),
 }
 
 OUTGOING_TYPES = {
+    "amqp": (AMQP_OUTGOING, "amqp", build_amqp_outgoing),
 }
 
 SECTIONS = {

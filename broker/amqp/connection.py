@@ -1,0 +1,200 @@
+"""One RabbitMQ connection, kept up for the node's lifetime.
+
+:class:`AMQPConnection` runs pika's Twisted connection under Twisted's
+``ClientService`` with a backoff policy.  Each time a connection is made it
+waits for the AMQP handshake, declares the configured topology (exchanges,
+queues, bindings) and then tells its users (channels, outgoing connections),
+which open their own AMQP channels on it.  When it is lost, users are told
+so, and everything starts again on the next connection.  Connection refused
+at startup does not stop the node: it keeps retrying and says so in the log
+and in health.
+"""
+
+import random
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.logger import Logger
+
+__all__ = ["AMQPConnection"]
+
+log = Logger()
+
+
+class AMQPConnection(Service):
+    """A named connection to RabbitMQ that reconnects forever with backoff.
+
+    Users register with :meth:`add_user`; a user has
+    ``amqp_connected(connection)`` (may return a Deferred; its failure is the
+    user's own business) and ``amqp_lost(reason)``.
+
+    :ivar state: ``stopped``, ``connecting``, ``connected`` or ``waiting`` (to retry).
+    :ivar protocol: the live ``TwistedProtocolConnection``, or None.
+    """
+
+    def __init__(self, section, reactor):
+        self.name = section.name
+        self.section = section
+        self._reactor = reactor
+        self._users = []
+        self._client = None
+        self.protocol = None
+        self.state = "stopped"
+        self.last_error = None
+        self.counters = {"connects": 0, "disconnects": 0, "connect_failures": 0,
+                         "topology_failures": 0}
+
+    def add_user(self, user):
+        self._users.append(user)
+        if self.protocol is not None:
+            self._tell(user, self.protocol)
+
+    # -- IService -------------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        from broker.amqp import _pika  # lazy: importing pika's adapter installs a reactor
+        section = self.section
+        self._client = ClientService(
+            self._endpoint(), _pika.connection_factory(section, self._reactor),
+            retryPolicy=backoffPolicy(initialDelay=section.reconnect_initial,
+                                      maxDelay=section.reconnect_max, factor=1.5,
+                                      jitter=random.random),
+            clock=self._reactor, prepareConnection=self._prepare)
+        self.state = "connecting"
+        log.info("amqp {name}: connecting to {host}:{port} vhost {vhost}", name=self.name,
+                 host=section.host, port=section.port, vhost=section.vhost)
+        self._client.startService()
+
+    def stopService(self):
+        super().stopService()
+        self.state = "stopped"
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None and protocol.is_open:
+            closing = defer.Deferred()
+            protocol.closed.addBoth(lambda _: closing.callback(None) if not closing.called else None)
+            protocol.close()
+            closing.addTimeout(2, self._reactor, onTimeoutCancel=lambda *_: None)
+            return closing.addCallback(lambda _: self._client.stopService())
+        return self._client.stopService()
+
+    # -- connecting -------------------------------------------------------------
+
+    def _endpoint(self):
+        section = self.section
+        endpoint = HostnameEndpoint(self._reactor, section.host, section.port,
+                                    timeout=section.connect_timeout)
+        if section.tls:
+            from twisted.internet.ssl import Certificate, optionsForClientTLS
+            trust = None
+            if section.tls_ca_file:
+                with open(section.tls_ca_file, "rb") as pem:
+                    trust = Certificate.loadPEM(pem.read())
+            endpoint = wrapClientTLS(optionsForClientTLS(section.host, trustRoot=trust), endpoint)
+        return endpoint
+
+    def _prepare(self, protocol):
+        """Wait for the handshake, declare the topology; the connection counts once this fires."""
+        ready = protocol.ready
+        if ready is None:  # lost before we got here
+            return defer.fail(ConnectionError("connection closed during the AMQP handshake"))
+        ready.addTimeout(self.section.connect_timeout, self._reactor)
+        d = ready.addCallback(lambda _: self._declare(protocol))
+        d.addCallbacks(lambda _: self._connected(protocol), self._not_ready,
+                       errbackArgs=(protocol,))
+        return d
+
+    def _not_ready(self, failure, protocol):
+        self.counters["connect_failures"] += 1
+        self.state = "waiting"
+        self.last_error = _describe(failure.value)
+        log.warn("amqp {name}: could not set up the connection: {error}; retrying",
+                 name=self.name, error=self.last_error)
+        transport = getattr(protocol, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+        return failure
+
+    @defer.inlineCallbacks
+    def _declare(self, protocol):
+        """Declare exchanges, queues and bindings on a throw-away AMQP channel."""
+        section = self.section
+        if not (section.exchanges or section.queues):
+            return
+        channel = yield protocol.channel()
+        try:
+            for exchange in section.exchanges:
+                yield channel.exchange_declare(
+                    exchange=exchange.name, exchange_type=exchange.type, durable=exchange.durable,
+                    auto_delete=exchange.auto_delete, arguments=dict(exchange.arguments) or None)
+            for queue in section.queues:
+                arguments = dict(queue.arguments)
+                if queue.dead_letter_exchange is not None:
+                    arguments["x-dead-letter-exchange"] = queue.dead_letter_exchange
+                if queue.dead_letter_routing_key is not None:
+                    arguments["x-dead-letter-routing-key"] = queue.dead_letter_routing_key
+                yield channel.queue_declare(
+                    queue=queue.name, durable=queue.durable, exclusive=queue.exclusive,
+                    auto_delete=queue.auto_delete, arguments=arguments or None)
+                for binding in queue.bindings:
+                    yield channel.queue_bind(queue=queue.name, exchange=binding.exchange,
+                                             routing_key=binding.routing_key,
+                                             arguments=dict(binding.arguments) or None)
+        except Exception as exc:
+            self.counters["topology_failures"] += 1
+            raise RuntimeError(f"declaring the topology failed: {_describe(exc)}") from exc
+        yield channel.close()
+
+    def _connected(self, protocol):
+        self.counters["connects"] += 1
+        self.protocol = protocol
+        self.state = "connected"
+        self.last_error = None
+        log.info("amqp {name}: connected to {host}:{port}", name=self.name,
+                 host=self.section.host, port=self.section.port)
+        protocol.closed.addBoth(self._lost, protocol)
+        for user in list(self._users):
+            self._tell(user, protocol)
+
+    def _tell(self, user, protocol):
+        try:
+            d = defer.maybeDeferred(user.amqp_connected, protocol)
+        except Exception:  # pragma: no cover - maybeDeferred catches
+            return
+        d.addErrback(lambda failure: log.failure("amqp {name}: a user failed to start",
+                                                 failure, name=self.name))
+
+    def _lost(self, reason, protocol):
+        if self.protocol is not protocol:
+            return
+        self.protocol = None
+        self.counters["disconnects"] += 1
+        if self.running:
+            self.state = "waiting"
+            self.last_error = _describe(reason)
+            log.warn("amqp {name}: connection lost ({reason}); reconnecting", name=self.name,
+                     reason=self.last_error)
+        for user in list(self._users):
+            try:
+                user.amqp_lost(reason)
+            except Exception:
+                log.failure("amqp {name}: a user failed to handle the lost connection",
+                            name=self.name)
+
+    # -- health -------------------------------------------------------------------
+
+    def health(self):
+        report = {"ok": self.state == "connected", "state": self.state,
+                  "host": f"{self.section.host}:{self.section.port}"}
+        if self.last_error:
+            report["last_error"] = self.last_error
+        return report
+
+
+def _describe(error):
+    """A short text for a pika/Twisted error or Failure (never a traceback)."""
+    error = getattr(error, "value", error)
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}" if type(error).__name__ not in text else text
