@@ -93,7 +93,17 @@ class AMQPConnection(Service):
                 with open(section.tls_ca_file, "rb") as pem:
                     trust = Certificate.loadPEM(pem.read())
             endpoint = wrapClientTLS(optionsForClientTLS(section.host, trustRoot=trust), endpoint)
-        return endpoint
+        return _Reporting(endpoint, self)
+
+    def _connect_failed(self, failure):
+        """TCP (or TLS) connect failed: ClientService retries after its backoff."""
+        self.counters["connect_failures"] += 1
+        self.state = "waiting"
+        self.last_error = _describe(failure.value)
+        log.warn("amqp {name}: cannot connect to {host}:{port}: {error}; retrying",
+                 name=self.name, host=self.section.host, port=self.section.port,
+                 error=self.last_error)
+        return failure
 
     def _prepare(self, protocol):
         """Wait for the handshake, declare the topology; the connection counts once this fires."""
@@ -112,6 +122,7 @@ class AMQPConnection(Service):
         self.last_error = _describe(failure.value)
         log.warn("amqp {name}: could not set up the connection: {error}; retrying",
                  name=self.name, error=self.last_error)
+        protocol.ready = None  # pika would errback it again on connectionLost
         transport = getattr(protocol, "transport", None)
         if transport is not None:
             transport.abortConnection()
@@ -191,6 +202,21 @@ class AMQPConnection(Service):
         if self.last_error:
             report["last_error"] = self.last_error
         return report
+
+
+class _Reporting:
+    """An endpoint that tells the connection about failed connects before ClientService retries."""
+
+    def __init__(self, endpoint, connection):
+        self._endpoint = endpoint
+        self._connection = connection
+
+    def __repr__(self):
+        section = self._connection.section
+        return f"<amqp {self._connection.name} {section.host}:{section.port}>"
+
+    def connect(self, factory):
+        return self._endpoint.connect(factory).addErrback(self._connection._connect_failed)
 
 
 def _describe(error):
