@@ -43,7 +43,8 @@ class AMQPChannel(Service):
     """Consumers of one queue, each on its own AMQP channel, plus one confirming publisher."""
 
     def __init__(self, section, connection, *, invoker, store, resources, reactor):
-        self.name = section.name
+        self.key = section.name
+        self.name = f"amqp.channel.{section.name}"  # the service name in the node
         self.section = section
         self.connection = connection
         self.info = ChannelInfo(section.name, "amqp", section.data_format, None,
@@ -87,14 +88,14 @@ class AMQPChannel(Service):
                 self._pump(queue)
         except Exception as exc:
             self.last_error = f"cannot consume from queue {section.queue}: {exc}"
-            log.error("amqp channel {name}: {error}; retrying in {delay}s", name=self.name,
+            log.error("amqp channel {name}: {error}; retrying in {delay}s", name=self.key,
                       error=self.last_error, delay=section.setup_retry)
             self._reset(protocol)
             self._retry_setup(protocol)
             return
         self.last_error = None
         log.info("amqp channel {name}: consuming {queue} into {target} ({consumers} consumers, "
-                 "prefetch {prefetch})", name=self.name, queue=section.queue,
+                 "prefetch {prefetch})", name=self.key, queue=section.queue,
                  target=section.service or f"topic {section.topic}", consumers=section.consumers,
                  prefetch=section.prefetch)
 
@@ -116,7 +117,7 @@ class AMQPChannel(Service):
         if self.running and protocol.is_open and self.connection.protocol is protocol:
             # The queue was deleted, or RabbitMQ cancelled us: start over on this connection.
             self.last_error = f"consumer channel closed: {reason}"
-            log.warn("amqp channel {name}: {error}", name=self.name, error=self.last_error)
+            log.warn("amqp channel {name}: {error}", name=self.key, error=self.last_error)
             self._reset(protocol)
             self._retry_setup(protocol)
 
@@ -142,7 +143,7 @@ class AMQPChannel(Service):
             try:
                 self._on_message(message)
             except Exception:
-                log.failure("amqp channel {name}: dispatching a message failed", name=self.name)
+                log.failure("amqp channel {name}: dispatching a message failed", name=self.key)
 
     # -- one message -------------------------------------------------------------------
 
@@ -164,7 +165,7 @@ class AMQPChannel(Service):
             request.payload = decode(section.data_format, body, request.content_type)
             if section.topic is not None:
                 result = self._resources.publish(section.topic, request.payload,
-                                                 publisher=f"amqp:{self.name}")
+                                                 publisher=f"amqp:{self.key}")
             else:
                 result = self._invoker.run(self._store.get(section.service), request,
                                            properties.reply_to is not None)
@@ -172,7 +173,7 @@ class AMQPChannel(Service):
             self._failed(error, message, request)
             return
         except Exception:
-            log.failure("amqp channel {name}: message failed (cid {cid})", name=self.name,
+            log.failure("amqp channel {name}: message failed (cid {cid})", name=self.key,
                         cid=request.cid)
             self._failed(ServiceError(), message, request)
             return
@@ -197,7 +198,7 @@ class AMQPChannel(Service):
             self._failed(failure.value, message, request)
         else:
             log.failure("amqp channel {name}: message failed (cid {cid})", failure,
-                        name=self.name, cid=request.cid)
+                        name=self.key, cid=request.cid)
             self._failed(ServiceError(), message, request)
 
     def _failed(self, error, message, request):
@@ -208,14 +209,14 @@ class AMQPChannel(Service):
         if error.status < 500:
             self.counters["client_errors"] += 1
             log.info("amqp channel {name}: dead-lettering a bad message (cid {cid}): {error}",
-                     name=self.name, cid=request.cid, error=error.message)
+                     name=self.key, cid=request.cid, error=error.message)
         else:
             self.counters["service_errors"] += 1
             if retries < self.section.max_retries:
                 self._retry(message, retries + 1)
                 return
             log.warn("amqp channel {name}: dead-lettering a message after {retries} retries "
-                     "(cid {cid}): {error}", name=self.name, retries=retries, cid=request.cid,
+                     "(cid {cid}): {error}", name=self.key, retries=retries, cid=request.cid,
                      error=error.message)
         self._dead_letter(message, error, request, retries)
 
@@ -230,7 +231,7 @@ class AMQPChannel(Service):
 
     def _dead_letter(self, message, error, request, retries):
         extra = {"x-broker-error-code": error.code, "x-broker-error": error.message,
-                 "x-broker-channel": self.name, "x-broker-queue": self.section.queue,
+                 "x-broker-channel": self.key, "x-broker-queue": self.section.queue,
                  RETRIES_HEADER: retries}
         if error.errors:
             extra["x-broker-errors"] = json.dumps(error.errors)
@@ -277,7 +278,7 @@ class AMQPChannel(Service):
         if what == "dead letter":
             self.counters["dead_letter_failed"] += 1
         log.error("amqp channel {name}: {what} publish failed ({error}); requeueing the message "
-                  "in {delay}s", name=self.name, what=what, error=failure.value,
+                  "in {delay}s", name=self.key, what=what, error=failure.value,
                   delay=self.section.setup_retry)
         self._reactor.callLater(self.section.setup_retry, self._nack, message)
 
@@ -287,7 +288,7 @@ class AMQPChannel(Service):
 
     def _reply_failed(self, failure):
         self.counters["reply_failed"] += 1
-        log.warn("amqp channel {name}: reply not delivered: {error}", name=self.name,
+        log.warn("amqp channel {name}: reply not delivered: {error}", name=self.key,
                  error=failure.value)
 
     def _reply_failed_then_ack(self, failure, message):

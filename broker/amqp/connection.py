@@ -35,7 +35,8 @@ class AMQPConnection(Service):
     """
 
     def __init__(self, section, reactor):
-        self.name = section.name
+        self.key = section.name
+        self.name = f"amqp.connection.{section.name}"  # the service name in the node
         self.section = section
         self._reactor = reactor
         self._users = []
@@ -64,7 +65,7 @@ class AMQPConnection(Service):
                                       jitter=random.random),
             clock=self._reactor, prepareConnection=self._prepare)
         self.state = "connecting"
-        log.info("amqp {name}: connecting to {host}:{port} vhost {vhost}", name=self.name,
+        log.info("amqp {name}: connecting to {host}:{port} vhost {vhost}", name=self.key,
                  host=section.host, port=section.port, vhost=section.vhost)
         self._client.startService()
 
@@ -101,7 +102,7 @@ class AMQPConnection(Service):
         self.state = "waiting"
         self.last_error = _describe(failure.value)
         log.warn("amqp {name}: cannot connect to {host}:{port}: {error}; retrying",
-                 name=self.name, host=self.section.host, port=self.section.port,
+                 name=self.key, host=self.section.host, port=self.section.port,
                  error=self.last_error)
         return failure
 
@@ -121,7 +122,7 @@ class AMQPConnection(Service):
         self.state = "waiting"
         self.last_error = _describe(failure.value)
         log.warn("amqp {name}: could not set up the connection: {error}; retrying",
-                 name=self.name, error=self.last_error)
+                 name=self.key, error=self.last_error)
         protocol.ready = None  # pika would errback it again on connectionLost
         transport = getattr(protocol, "transport", None)
         if transport is not None:
@@ -163,7 +164,7 @@ class AMQPConnection(Service):
         self.protocol = protocol
         self.state = "connected"
         self.last_error = None
-        log.info("amqp {name}: connected to {host}:{port}", name=self.name,
+        log.info("amqp {name}: connected to {host}:{port}", name=self.key,
                  host=self.section.host, port=self.section.port)
         protocol.closed.addBoth(self._lost, protocol)
         for user in list(self._users):
@@ -175,7 +176,7 @@ class AMQPConnection(Service):
         except Exception:  # pragma: no cover - maybeDeferred catches
             return
         d.addErrback(lambda failure: log.failure("amqp {name}: a user failed to start",
-                                                 failure, name=self.name))
+                                                 failure, name=self.key))
 
     def _lost(self, reason, protocol):
         if self.protocol is not protocol:
@@ -185,14 +186,14 @@ class AMQPConnection(Service):
         if self.running:
             self.state = "waiting"
             self.last_error = _describe(reason)
-            log.warn("amqp {name}: connection lost ({reason}); reconnecting", name=self.name,
+            log.warn("amqp {name}: connection lost ({reason}); reconnecting", name=self.key,
                      reason=self.last_error)
         for user in list(self._users):
             try:
                 user.amqp_lost(reason)
             except Exception:
                 log.failure("amqp {name}: a user failed to handle the lost connection",
-                            name=self.name)
+                            name=self.key)
 
     # -- health -------------------------------------------------------------------
 
@@ -213,7 +214,7 @@ class _Reporting:
 
     def __repr__(self):
         section = self._connection.section
-        return f"<amqp {self._connection.name} {section.host}:{section.port}>"
+        return f"<amqp {self._connection.key} {section.host}:{section.port}>"
 
     def connect(self, factory):
         return self._endpoint.connect(factory).addErrback(self._connection._connect_failed)

@@ -43,7 +43,8 @@ class AMQPOutgoing(Service):
     """A named AMQP publisher with publisher confirms and a bounded outbox."""
 
     def __init__(self, section, connection, reactor):
-        self.name = section.name
+        self.key = section.name
+        self.name = f"amqp.outgoing.{section.name}"  # the service name in the node
         self.section = section
         self.connection = connection
         self._reactor = reactor
@@ -174,7 +175,7 @@ class AMQPOutgoing(Service):
                 yield channel.exchange_declare(exchange=self.section.exchange, passive=True)
         except Exception as exc:
             self.last_error = f"cannot open a publishing channel: {exc}"
-            log.error("amqp outgoing {name}: {error}; retrying in 5s", name=self.name,
+            log.error("amqp outgoing {name}: {error}; retrying in 5s", name=self.key,
                       error=self.last_error)
             self._retry_setup(protocol)
             return
@@ -194,7 +195,7 @@ class AMQPOutgoing(Service):
         self._outbox.extendleft(reversed(returned))
         if self.running and protocol.is_open and self.connection.protocol is protocol:
             self.last_error = f"channel closed: {reason}"
-            log.warn("amqp outgoing {name}: {error}; reopening", name=self.name, error=self.last_error)
+            log.warn("amqp outgoing {name}: {error}; reopening", name=self.key, error=self.last_error)
             self._retry_setup(protocol)
 
     def amqp_lost(self, reason):

@@ -31,5 +31,8 @@ class Relay(Service):
 
     async def handle(self):
         data = self.request.input
+        if data.get("delay"):  # keep messages in progress, so restarts catch some mid-way
+            from twisted.internet import reactor, task
+            await task.deferLater(reactor, data["delay"])
         await self.out.amqp["relay"].publish(data, routing_key=data["to"],
                                              headers={"x-tag": data["tag"]})
