@@ -49,3 +49,48 @@ def connection_factory(section, reactor):
 def message_properties(**values):
     """``BasicProperties`` with the given values."""
     return BasicProperties(**values)
+
+
+class ConfirmChannel:
+    """A channel in confirm mode that reports confirms by delivery tag.
+
+    pika's ``TwistedChannel.basic_publish`` makes a Deferred per message and
+    scans every unconfirmed one on each multiple-ack; this calls
+    ``on_confirm(tag, multiple, nacked)`` and ``on_return(message_id)`` instead,
+    leaving the bookkeeping to the caller.  ``twisted`` is the wrapped
+    ``TwistedChannel`` (for declares and its ``on_closed`` Deferred).
+    """
+
+    def __init__(self, twisted_channel, on_confirm, on_return):
+        self.twisted = twisted_channel
+        self._raw = twisted_channel._channel  # pika.channel.Channel
+        self._on_confirm = on_confirm
+        self._on_return = on_return
+        self.last_tag = 0
+
+    def start(self):
+        """Turn confirms on; a Deferred firing once RabbitMQ agreed."""
+        from twisted.internet import defer
+        d = defer.Deferred()
+        self._raw.add_on_return_callback(self._returned)
+        self._raw.confirm_delivery(ack_nack_callback=self._confirmed,
+                                   callback=lambda _frame: d.callback(None))
+        self.twisted.on_closed.addBoth(lambda reason: None if d.called else d.errback(reason))
+        return d
+
+    def publish(self, exchange, routing_key, body, properties, mandatory):
+        """Send one message; its delivery tag."""
+        self._raw.basic_publish(exchange, routing_key, body, properties, mandatory)
+        self.last_tag += 1
+        return self.last_tag
+
+    @property
+    def is_open(self):
+        return self._raw.is_open
+
+    def _confirmed(self, frame):
+        method = frame.method
+        self._on_confirm(method.delivery_tag, method.multiple, isinstance(method, spec.Basic.Nack))
+
+    def _returned(self, _channel, method, properties, _body):
+        self._on_return(properties.message_id, method.reply_text)

@@ -39,6 +39,60 @@ _PROPERTIES = (("content_type", "content-type"), ("content_encoding", "content-e
                ("expiration", "expiration"))
 
 
+class _Acks:
+    """Acks of one consumer channel, coalesced into one ``basic.ack(multiple)`` per reactor turn.
+
+    A multiple ack up to tag T acks every outstanding delivery <= T, so it is
+    sent only up to the lowest delivery still in progress; later finished ones
+    are acked one by one.  Nothing is acked before its service succeeded.
+    """
+
+    __slots__ = ("channel", "counters", "_reactor", "_busy", "_done", "_call")
+
+    def __init__(self, channel, counters, reactor):
+        self.channel = channel
+        self.counters = counters
+        self._reactor = reactor
+        self._busy = set()   # delivery tags in progress
+        self._done = []      # finished, not yet acked
+        self._call = None
+
+    def started(self, tag):
+        self._busy.add(tag)
+
+    def finished(self, tag):
+        """``tag`` is done but not to be acked (nacked, or left for redelivery)."""
+        self._busy.discard(tag)
+
+    def ack(self, tag):
+        self._busy.discard(tag)
+        self._done.append(tag)
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self.flush)
+
+    def flush(self):
+        self._call = None
+        done, self._done = self._done, []
+        if not done:
+            return
+        lowest_busy = min(self._busy) if self._busy else None
+        channel = self.channel
+        try:
+            if lowest_busy is None:
+                channel.basic_ack(delivery_tag=max(done), multiple=True)
+            else:
+                below = [tag for tag in done if tag < lowest_busy]
+                if below:
+                    channel.basic_ack(delivery_tag=max(below), multiple=True)
+                for tag in done:
+                    if tag > lowest_busy:
+                        channel.basic_ack(delivery_tag=tag)
+        except Exception:  # channel gone: RabbitMQ requeues them, they come again
+            self.counters["ack_failed"] += len(done)
+            return
+        self.counters["acked"] += len(done)
+
+
 class AMQPChannel(Service):
     """Consumers of one queue, each on its own AMQP channel, plus one confirming publisher."""
 
@@ -56,6 +110,7 @@ class AMQPChannel(Service):
         self._pika = None
         self._publisher = None
         self._consumers = []
+        self._acks = {}
         self._setup_call = None
         self.dead_letter_key = section.dead_letter_routing_key or f"{section.queue}.dead"
         self.last_error = None
@@ -84,6 +139,7 @@ class AMQPChannel(Service):
                 yield channel.basic_qos(prefetch_count=section.prefetch)
                 queue, _tag = yield channel.basic_consume(queue=section.queue, auto_ack=False)
                 self._consumers.append(channel)
+                self._acks[channel] = _Acks(channel, self.counters, self._reactor)
                 channel.on_closed.addBoth(self._channel_closed, channel, protocol)
                 self._pump(queue)
         except Exception as exc:
@@ -101,7 +157,7 @@ class AMQPChannel(Service):
 
     def _reset(self, protocol):
         channels = [self._publisher, *self._consumers]
-        self._publisher, self._consumers = None, []
+        self._publisher, self._consumers, self._acks = None, [], {}
         for channel in channels:
             if channel is not None and channel.is_open:
                 channel.close()
@@ -122,7 +178,7 @@ class AMQPChannel(Service):
             self._retry_setup(protocol)
 
     def amqp_lost(self, reason):
-        self._publisher, self._consumers = None, []
+        self._publisher, self._consumers, self._acks = None, [], {}
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         self._setup_call = None
@@ -158,6 +214,9 @@ class AMQPChannel(Service):
                           channel=self.info, content_type=properties.content_type or "",
                           cid=properties.correlation_id or properties.message_id)
         self.in_progress += 1
+        acks = self._acks.get(message.channel)
+        if acks is not None:
+            acks.started(method.delivery_tag)
         try:
             if len(body) > section.max_message_size:
                 raise PayloadTooLarge(f"Message of {len(body)} bytes is over the channel's "
@@ -265,7 +324,7 @@ class AMQPChannel(Service):
         """Publish on the confirming channel; None (message left unacked) when it is gone."""
         publisher = self._publisher
         if publisher is None or not publisher.is_open:
-            self.in_progress -= 1  # comes again after reconnecting
+            self._settled(message)  # unacked: it comes again after reconnecting
             return None
         return publisher.basic_publish(exchange, routing_key, body, properties, True)
 
@@ -298,15 +357,21 @@ class AMQPChannel(Service):
 
     def _ack(self, message):
         self.in_progress -= 1
-        try:
-            message.channel.basic_ack(delivery_tag=message.method.delivery_tag)
-        except Exception:  # channel gone: RabbitMQ requeues it, it comes again
+        acks = self._acks.get(message.channel)
+        if acks is None:  # its channel is gone: RabbitMQ requeues it, it comes again
             self.counters["ack_failed"] += 1
-            return
-        self.counters["acked"] += 1
+        else:
+            acks.ack(message.method.delivery_tag)
+
+    def _settled(self, message):
+        """Done with ``message`` without acking it."""
+        self.in_progress -= 1
+        acks = self._acks.get(message.channel)
+        if acks is not None:
+            acks.finished(message.method.delivery_tag)
 
     def _nack(self, message):
-        self.in_progress -= 1
+        self._settled(message)
         try:
             message.channel.basic_nack(delivery_tag=message.method.delivery_tag, requeue=True)
         except Exception:

@@ -10,7 +10,8 @@ are sent again after reconnecting (at-least-once: duplicates are possible,
 each message carries a ``message_id`` to dedupe on).
 """
 
-import uuid
+import itertools
+import os
 from collections import deque
 
 from twisted.application.service import Service
@@ -27,16 +28,30 @@ log = Logger()
 
 
 class _Message:
-    __slots__ = ("exchange", "routing_key", "body", "properties", "deferred", "timer", "sends")
+    __slots__ = ("exchange", "routing_key", "body", "properties", "deferred", "deadline", "sends")
 
-    def __init__(self, exchange, routing_key, body, properties):
+    def __init__(self, exchange, routing_key, body, properties, deadline):
         self.exchange = exchange
         self.routing_key = routing_key
         self.body = body
         self.properties = properties
         self.deferred = defer.Deferred()
-        self.timer = None
+        self.deadline = deadline
         self.sends = 0
+
+
+class _MessageIds:
+    """Unique message ids, cheaply: a random prefix per process and a counter."""
+
+    def __init__(self):
+        self._prefix = os.urandom(6).hex()
+        self._next = itertools.count(1).__next__
+
+    def __call__(self):
+        return f"{self._prefix}{self._next():x}"
+
+
+new_message_id = _MessageIds()
 
 
 class AMQPOutgoing(Service):
@@ -51,8 +66,11 @@ class AMQPOutgoing(Service):
         self._pika = None
         self._channel = None
         self._outbox = deque()
-        self._in_flight = {}
-        self._returned = []
+        self._in_flight = {}     # delivery tag -> message, sent and not yet confirmed
+        self._lowest_tag = 1
+        self._returned_ids = {}  # message_id -> reason, for basic.return before its ack
+        self._pending = deque()  # every unsettled message, oldest (earliest deadline) first
+        self._timer = None       # one timer, for the oldest message's deadline
         self._setup_call = None
         self.last_error = None
         self.counters = {"published": 0, "confirmed": 0, "nacked": 0, "unroutable": 0,
@@ -78,7 +96,7 @@ class AMQPOutgoing(Service):
             return defer.fail(exc)
         values = dict(properties or {})
         values.update(content_type=content_type or default_type,
-                      message_id=message_id or uuid.uuid4().hex,
+                      message_id=message_id or new_message_id(),
                       delivery_mode=2 if section.persistent else 1)
         if headers:
             values["headers"] = dict(headers)
@@ -87,9 +105,12 @@ class AMQPOutgoing(Service):
         if reply_to is not None:
             values["reply_to"] = reply_to
         message = _Message(section.exchange, section.routing_key if routing_key is None else routing_key,
-                           body, self._properties(values))
-        message.timer = self._reactor.callLater(section.publish_timeout, self._timed_out, message)
+                           body, self._properties(values),
+                           self._reactor.seconds() + section.publish_timeout)
         self.counters["published"] += 1
+        self._pending.append(message)
+        if self._timer is None:
+            self._timer = self._reactor.callLater(section.publish_timeout, self._expire)
         self._outbox.append(message)
         self._flush()
         return message.deferred
@@ -105,61 +126,80 @@ class AMQPOutgoing(Service):
     def _flush(self):
         channel = self._channel
         outbox, in_flight, limit = self._outbox, self._in_flight, self.section.max_in_flight
-        while channel is not None and outbox and len(in_flight) < limit:
+        mandatory, counters = self.section.mandatory, self.counters
+        if channel is None or not channel.is_open:
+            return
+        while outbox and len(in_flight) < limit:
             message = outbox.popleft()
-            in_flight[message] = None
             if message.sends:
-                self.counters["resent"] += 1
+                counters["resent"] += 1
             message.sends += 1
-            d = channel.basic_publish(message.exchange, message.routing_key, message.body,
-                                      message.properties, self.section.mandatory)
-            d.addCallbacks(self._confirmed, self._not_confirmed, (message,), None, (message,))
+            tag = channel.publish(message.exchange, message.routing_key, message.body,
+                                  message.properties, mandatory)
+            in_flight[tag] = message
 
-    def _confirmed(self, _frame, message):
-        self._in_flight.pop(message, None)
-        self._settle(message, None)
+    def _on_confirm(self, tag, multiple, nacked):
+        """basic.ack/basic.nack for ``tag`` (and every tag before it when ``multiple``)."""
+        in_flight = self._in_flight
+        if multiple:
+            for each in range(self._lowest_tag, tag + 1):
+                message = in_flight.pop(each, None)
+                if message is not None:
+                    self._confirmed(message, nacked)
+            self._lowest_tag = max(self._lowest_tag, tag + 1)
+        else:
+            message = in_flight.pop(tag, None)
+            if message is not None:
+                self._confirmed(message, nacked)
         self._flush()
 
-    def _not_confirmed(self, failure, message):
-        self._in_flight.pop(message, None)
-        _pika = self._pika
-        if failure.check(_pika.NackError):
+    def _on_return(self, message_id, reason):
+        """basic.return: the message (acked next) matched no queue."""
+        self._returned_ids[message_id] = reason
+
+    def _confirmed(self, message, nacked):
+        if nacked:
             self.counters["nacked"] += 1
             self._settle(message, PublishNacked())
-        elif failure.check(_pika.UnroutableError):
+        elif self._returned_ids and message.properties.message_id in self._returned_ids:
+            reason = self._returned_ids.pop(message.properties.message_id)
             self.counters["unroutable"] += 1
             self._settle(message, Unroutable(
                 f'No queue is bound for routing key "{message.routing_key}" on exchange '
-                f'"{message.exchange}"'))
-        elif failure.check(_pika.ChannelClosedByBroker):
-            # The channel broke for a reason of its own (e.g. the exchange is gone):
-            # sending again would break it again.
-            self.counters["failed"] += 1
-            self._settle(message, AMQPPublishError(f"RabbitMQ closed the channel: {failure.value}"))
-        elif not message.deferred.called:
-            self._returned.append(message)  # connection lost: send again after reconnecting
-        self._flush()
+                f'"{message.exchange}" ({reason})'))
+        else:
+            self._settle(message, None)
 
     def _settle(self, message, error):
-        if message.timer is not None and message.timer.active():
-            message.timer.cancel()
         if message.deferred.called:  # timed out already
             return
+        message.body = None
+        pending = self._pending
         if error is None:
             self.counters["confirmed"] += 1
             message.deferred.callback(None)
         else:
             message.deferred.errback(error)
+        while pending and pending[0].deferred.called:  # confirms come (nearly) in order
+            pending.popleft()
 
-    def _timed_out(self, message):
-        message.timer = None
-        self.counters["timeouts"] += 1
-        try:
-            self._outbox.remove(message)
-        except ValueError:
-            pass
-        if not message.deferred.called:
+    def _expire(self):
+        """Fail every message past its deadline; wait for the next oldest one."""
+        self._timer = None
+        now, pending = self._reactor.seconds(), self._pending
+        while pending and (pending[0].deferred.called or pending[0].deadline <= now):
+            message = pending.popleft()
+            if message.deferred.called:
+                continue
+            self.counters["timeouts"] += 1
+            try:
+                self._outbox.remove(message)
+            except ValueError:
+                pass  # in flight: a late confirm is ignored
+            message.body = None
             message.deferred.errback(PublishTimeout())
+        if pending:
+            self._timer = self._reactor.callLater(max(pending[0].deadline - now, 0.001), self._expire)
 
     # -- connection events --------------------------------------------------------------
 
@@ -169,10 +209,11 @@ class AMQPOutgoing(Service):
         from broker.amqp import _pika
         self._pika = _pika
         try:
-            channel = yield protocol.channel()
-            yield channel.confirm_delivery()
+            twisted_channel = yield protocol.channel()
+            channel = _pika.ConfirmChannel(twisted_channel, self._on_confirm, self._on_return)
+            yield channel.start()
             if self.section.exchange:  # fail clearly now rather than on the first publish
-                yield channel.exchange_declare(exchange=self.section.exchange, passive=True)
+                yield twisted_channel.exchange_declare(exchange=self.section.exchange, passive=True)
         except Exception as exc:
             self.last_error = f"cannot open a publishing channel: {exc}"
             log.error("amqp outgoing {name}: {error}; retrying in 5s", name=self.key,
@@ -181,7 +222,9 @@ class AMQPOutgoing(Service):
             return
         self.last_error = None
         self._channel = channel
-        channel.on_closed.addBoth(self._channel_closed, channel, protocol)
+        self._lowest_tag = 1
+        self._returned_ids.clear()
+        twisted_channel.on_closed.addBoth(self._channel_closed, channel, protocol)
         self._flush()
 
     def _retry_setup(self, protocol):
@@ -189,17 +232,30 @@ class AMQPOutgoing(Service):
             self._setup_call = self._reactor.callLater(5.0, self.amqp_connected, protocol)
 
     def _channel_closed(self, reason, channel, protocol):
-        if self._channel is channel:
-            self._channel = None
-        returned, self._returned = self._returned, []
-        self._outbox.extendleft(reversed(returned))
+        if self._channel is not channel:
+            return
+        self._channel = None
+        unconfirmed = list(self._in_flight.values())  # in the order they were sent
+        self._in_flight.clear()
+        if not self.running:
+            for message in unconfirmed:
+                self._settle(message, AMQPPublishError("The broker stopped before RabbitMQ "
+                                                       "confirmed the message"))
+            return
+        if isinstance(reason, self._pika.ChannelClosedByBroker) and protocol.is_open:
+            # The channel broke for a reason of its own (e.g. the exchange is gone):
+            # sending again would break it again.
+            for message in unconfirmed:
+                self.counters["failed"] += 1
+                self._settle(message, AMQPPublishError(f"RabbitMQ closed the channel: {reason}"))
+        else:  # the connection dropped: send them again after reconnecting
+            self._outbox.extendleft(reversed([m for m in unconfirmed if not m.deferred.called]))
         if self.running and protocol.is_open and self.connection.protocol is protocol:
             self.last_error = f"channel closed: {reason}"
             log.warn("amqp outgoing {name}: {error}; reopening", name=self.key, error=self.last_error)
             self._retry_setup(protocol)
 
     def amqp_lost(self, reason):
-        self._channel = None
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         self._setup_call = None
@@ -208,6 +264,9 @@ class AMQPOutgoing(Service):
         super().stopService()
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         while self._outbox:
             message = self._outbox.popleft()
             self._settle(message, AMQPPublishError("The broker is stopping; message not sent"))

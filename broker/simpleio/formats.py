@@ -203,6 +203,10 @@ def _no_constants(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every call (json.loads with keyword arguments builds a new one each time).
+_JSON_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def _decode_json(body):
     try:
         text = body.decode("utf-8")
@@ -211,7 +215,7 @@ def _decode_json(body):
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return _JSON_DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

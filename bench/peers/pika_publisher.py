@@ -1,0 +1,53 @@
+"""Bare pika Twisted publisher with confirms: COUNT messages to QUEUE, at most WINDOW unconfirmed.
+
+Usage: python pika_publisher.py QUEUE COUNT WINDOW   (prints the seconds to the last confirm)
+"""
+
+import json
+import sys
+import time
+
+import pika
+from pika.adapters.twisted_connection import TwistedProtocolConnection
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+BODY = json.dumps({"text": "hello", "n": 0, "pad": "x" * 24}).encode()
+
+
+@defer.inlineCallbacks
+def main(queue, count, window):
+    connection = TwistedProtocolConnection(pika.ConnectionParameters(
+        credentials=pika.PlainCredentials("guest", "guest")))
+    yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", 5672), connection)
+    yield connection.ready
+    channel = yield connection.channel()
+    yield channel.confirm_delivery()
+    properties = pika.BasicProperties(content_type="application/json", delivery_mode=1)
+    done = defer.Deferred()
+    state = {"sent": 0, "confirmed": 0}
+
+    def send_more(_=None):
+        while state["sent"] < count and state["sent"] - state["confirmed"] < window:
+            state["sent"] += 1
+            channel.basic_publish("", queue, BODY, properties).addCallback(confirmed)
+
+    def confirmed(_):
+        state["confirmed"] += 1
+        if state["confirmed"] == count:
+            done.callback(None)
+        else:
+            send_more()
+
+    started = time.perf_counter()
+    send_more()
+    yield done
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "count": count}), flush=True)
+    yield connection.close()
+    reactor.stop()
+
+
+if __name__ == "__main__":
+    reactor.callWhenRunning(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    reactor.run()
