@@ -30,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from harness import ServerProcess, free_port, http_request, quiet_guard  # noqa: E402
+from harness import (ServerProcess, free_port, group_cpu_seconds, http_request,  # noqa: E402
+                     quiet_guard)
 
 PREFETCH, WINDOW = 500, 1000
 
@@ -81,17 +82,19 @@ def broker_run(count):
             acked = json.loads(body)["counters"]["amqp.channel.bench.consume"]["acked"]
             now = time.perf_counter()
             if acked and first is None:
-                first, first_acked = now, acked
+                first, first_acked, first_cpu = now, acked, group_cpu_seconds(server.pid)
             if acked >= count:
-                last = now
+                last, last_cpu = now, group_cpu_seconds(server.pid)
                 break
             time.sleep(0.02)
-        consume = (count - first_acked) / (last - first)
+        consume = {"rate": (count - first_acked) / (last - first),
+                   "cpu_us": (last_cpu - first_cpu) / (count - first_acked) * 1e6}
         status, body = http_request("127.0.0.1", port, "POST", "/bench/amqp/publish",
                                     json.dumps({"count": count}), timeout=600)
         if status != 200:
             raise RuntimeError(f"publish bench failed: {status} {body[:300]!r}")
-        publish = count / json.loads(body)["seconds"]
+        answer = json.loads(body)
+        publish = {"rate": count / answer["seconds"], "cpu_us": answer["cpu"] / count * 1e6}
         return consume, publish
     finally:
         server.stop()
@@ -107,17 +110,22 @@ def peer_run(count):
         out = subprocess.run([sys.executable, str(HERE / "peers" / "pika_consumer.py"), consume_q,
                               str(count), str(PREFETCH)], capture_output=True, text=True,
                              timeout=600, check=True).stdout
-        consume = count / json.loads(out)["seconds"]
+        consume = _figures(out, count)
         connection = blocking()
         connection.channel().queue_declare(publish_q)
         connection.close()
         out = subprocess.run([sys.executable, str(HERE / "peers" / "pika_publisher.py"), publish_q,
                               str(count), str(WINDOW)], capture_output=True, text=True,
                              timeout=600, check=True).stdout
-        publish = count / json.loads(out)["seconds"]
+        publish = _figures(out, count)
         return consume, publish
     finally:
         delete(consume_q, publish_q)
+
+
+def _figures(out, count):
+    answer = json.loads(out)
+    return {"rate": count / answer["seconds"], "cpu_us": answer["cpu"] / count * 1e6}
 
 
 def main():
@@ -132,19 +140,26 @@ def main():
             guard = quiet_guard()
             consume, publish = fn(args.count)
             results[name].append({"consume": consume, "publish": publish, "quiet": guard})
-            print(f"run {run + 1} {name:6}  consume {consume:9.0f} msgs/s   publish {publish:9.0f} "
-                  f"msgs/s{'' if guard['met'] else '   (box busy: idle ' + str(guard['idle']) + ')'}",
+            print(f"run {run + 1} {name:6}  consume {consume['rate']:7.0f} msgs/s "
+                  f"{consume['cpu_us']:5.1f} us CPU/msg   publish {publish['rate']:7.0f} msgs/s "
+                  f"{publish['cpu_us']:5.1f} us CPU/msg"
+                  f"{'' if guard['met'] else '   (box busy: idle ' + str(guard['idle']) + ')'}",
                   flush=True)
     print()
     summary = {}
     for test in ("consume", "publish"):
-        broker = statistics.median(r[test] for r in results["broker"])
-        peer = statistics.median(r[test] for r in results["pika"])
-        ratio = broker / peer
-        summary[test] = {"broker": broker, "pika": peer, "ratio": ratio}
-        print(f"{test:8} median: broker {broker:9.0f} msgs/s   bare pika {peer:9.0f} msgs/s   "
-              f"ratio {ratio:.2f}  {'PASS' if ratio >= 0.9 else 'MISS'} (target >= 0.9)")
-    print("Note: broker, RabbitMQ and the clients share this box (and other users' work).")
+        broker = statistics.median(r[test]["rate"] for r in results["broker"])
+        peer = statistics.median(r[test]["rate"] for r in results["pika"])
+        broker_cpu = statistics.median(r[test]["cpu_us"] for r in results["broker"])
+        peer_cpu = statistics.median(r[test]["cpu_us"] for r in results["pika"])
+        ratio, cpu_ratio = broker / peer, peer_cpu / broker_cpu
+        summary[test] = {"broker": broker, "pika": peer, "ratio": ratio, "broker_cpu_us": broker_cpu,
+                         "pika_cpu_us": peer_cpu, "cpu_ratio": cpu_ratio}
+        print(f"{test:8} median: broker {broker:7.0f} msgs/s  bare pika {peer:7.0f} msgs/s  "
+              f"ratio {ratio:.2f} {'PASS' if ratio >= 0.9 else 'MISS'} (target >= 0.9)   "
+              f"CPU/msg broker {broker_cpu:.1f} us, pika {peer_cpu:.1f} us: ratio {cpu_ratio:.2f}")
+    print("Note: broker, RabbitMQ and the clients share this box (and other users' work); the CPU "
+          "ratio (pika's CPU per message / the broker's) is the steadier figure on a busy box.")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": results, "summary": summary}, indent=2))
 

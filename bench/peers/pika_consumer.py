@@ -26,10 +26,10 @@ def main(queue, count, prefetch):
     for _ in range(count):
         message = yield messages.get()
         if started is None:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
         message.channel.basic_ack(delivery_tag=message.method.delivery_tag)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "count": count}), flush=True)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "count": count}), flush=True)
     yield connection.close()
     reactor.stop()
 

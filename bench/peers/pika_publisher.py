@@ -39,11 +39,11 @@ def main(queue, count, window):
         else:
             send_more()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     send_more()
     yield done
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "count": count}), flush=True)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "count": count}), flush=True)
     yield connection.close()
     reactor.stop()
 
