@@ -94,3 +94,38 @@ class ConfirmChannel:
 
     def _returned(self, _channel, method, properties, _body):
         self._on_return(properties.message_id, method.reply_text)
+
+
+class Delivery:
+    """One consumed message: ``channel`` (the ``TwistedChannel``, for acks), ``method``, ``properties``, ``body``."""
+
+    __slots__ = ("channel", "method", "properties", "body")
+
+    def __init__(self, channel, method, properties, body):
+        self.channel = channel
+        self.method = method
+        self.properties = properties
+        self.body = body
+
+
+def consume(twisted_channel, queue, on_message, on_cancel):
+    """``basic.consume`` calling ``on_message(Delivery)`` per message (no Deferred per message).
+
+    ``on_cancel()`` runs when RabbitMQ cancels the consumer (the queue was
+    deleted).  Returns a Deferred firing with the consumer tag.
+    """
+    from twisted.internet import defer
+    raw = twisted_channel._channel
+    d = defer.Deferred()
+
+    def deliver(_channel, method, properties, body):
+        on_message(Delivery(twisted_channel, method, properties, body))
+
+    try:
+        raw.add_on_cancel_callback(lambda _frame: on_cancel())
+        raw.basic_consume(queue=queue, on_message_callback=deliver, auto_ack=False,
+                          callback=lambda frame: d.callback(frame.method.consumer_tag))
+    except Exception:
+        return defer.fail()
+    twisted_channel.on_closed.addBoth(lambda reason: None if d.called else d.errback(reason))
+    return d

@@ -137,11 +137,11 @@ class AMQPChannel(Service):
             for _ in range(section.consumers):
                 channel = yield protocol.channel()
                 yield channel.basic_qos(prefetch_count=section.prefetch)
-                queue, _tag = yield channel.basic_consume(queue=section.queue, auto_ack=False)
                 self._consumers.append(channel)
                 self._acks[channel] = _Acks(channel, self.counters, self._reactor)
                 channel.on_closed.addBoth(self._channel_closed, channel, protocol)
-                self._pump(queue)
+                yield _pika.consume(channel, section.queue, self._dispatch,
+                                    lambda: self._cancelled(protocol))
         except Exception as exc:
             self.last_error = f"cannot consume from queue {section.queue}: {exc}"
             log.error("amqp channel {name}: {error}; retrying in {delay}s", name=self.key,
@@ -177,6 +177,14 @@ class AMQPChannel(Service):
             self._reset(protocol)
             self._retry_setup(protocol)
 
+    def _cancelled(self, protocol):
+        """RabbitMQ cancelled the consumer (the queue was deleted): start over."""
+        if self.running and protocol.is_open and self.connection.protocol is protocol:
+            self.last_error = f"RabbitMQ cancelled the consumer of queue {self.section.queue}"
+            log.warn("amqp channel {name}: {error}", name=self.key, error=self.last_error)
+            self._reset(protocol)
+            self._retry_setup(protocol)
+
     def amqp_lost(self, reason):
         self._publisher, self._consumers, self._acks = None, [], {}
         if self._setup_call is not None and self._setup_call.active():
@@ -188,18 +196,11 @@ class AMQPChannel(Service):
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
 
-    @defer.inlineCallbacks
-    def _pump(self, queue):
-        """Hand each delivery on; ``prefetch`` bounds how many are in progress."""
-        while True:
-            try:
-                message = yield queue.get()
-            except Exception:  # the channel or connection closed: unacked ones come again
-                return
-            try:
-                self._on_message(message)
-            except Exception:
-                log.failure("amqp channel {name}: dispatching a message failed", name=self.key)
+    def _dispatch(self, message):
+        try:
+            self._on_message(message)
+        except Exception:
+            log.failure("amqp channel {name}: dispatching a message failed", name=self.key)
 
     # -- one message -------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ channels:
   - {{name: headers, type: amqp, connection: rabbit, queue: t.headers.{s},
      service: test.amqp.headers, dead_letter_routing_key: t.dead.{s}}}
   - {{name: fail, type: amqp, connection: rabbit, queue: t.fail.{s}, service: test.amqp.fail,
-     max_retries: 2, dead_letter_routing_key: t.faildead.{s}}}
+     max_retries: 2, dead_letter_routing_key: t.faildead.{s}, setup_retry: 0.2s}}
   - {{name: publish, type: http, path: /broker/amqp/publish, service: broker.amqp.publish,
      methods: [POST], security: admin}}
 """
@@ -222,6 +222,19 @@ def test_an_unknown_outgoing_is_a_client_error(env):
     status, answer = post_publish(broker, {"outgoing": "nope", "data": "x"})
     assert status == 400
     assert answer["errors"][0]["field"] == "outgoing"
+
+
+def test_a_deleted_queue_is_reported_and_consumed_again_once_it_is_back(env):
+    broker, channel, s = env
+    channel.queue_delete(f"t.fail.{s}")
+    assert wait_until(lambda: f"queue t.fail.{s}" in  # cancelled, then cannot consume (404)
+                      health(broker)[1]["checks"]["amqp.channel.fail"].get("last_error", ""))
+    assert health(broker)[0] == 503
+    channel.queue_declare(f"t.fail.{s}")
+    assert wait_until(lambda: health(broker)[0] == 200), broker.output
+    before = metrics(broker, "amqp.channel.fail")["received"]
+    channel.basic_publish("", f"t.fail.{s}", b'{"n": 2}')
+    assert wait_until(lambda: metrics(broker, "amqp.channel.fail")["received"] > before)
 
 
 def test_refused_at_startup_keeps_retrying_outbox_waits_then_sends(tmp_path):
