@@ -64,6 +64,7 @@ class AMQPOutgoing(Service):
         self.connection = connection
         self._reactor = reactor
         self._pika = None
+        self._delivery_mode = 2 if section.persistent else 1
         self._channel = None
         self._outbox = deque()
         self._in_flight = {}     # delivery tag -> message, sent and not yet confirmed
@@ -94,19 +95,17 @@ class AMQPOutgoing(Service):
             body, default_type = _encode(section.data_format, data)
         except Exception as exc:
             return defer.fail(exc)
-        values = dict(properties or {})
-        values.update(content_type=content_type or default_type,
-                      message_id=message_id or new_message_id(),
-                      delivery_mode=2 if section.persistent else 1)
-        if headers:
-            values["headers"] = dict(headers)
-        if correlation_id is not None:
-            values["correlation_id"] = correlation_id
-        if reply_to is not None:
-            values["reply_to"] = reply_to
-        message = _Message(section.exchange, section.routing_key if routing_key is None else routing_key,
-                           body, self._properties(values),
-                           self._reactor.seconds() + section.publish_timeout)
+        if self._pika is None:
+            from broker.amqp import _pika
+            self._pika = _pika
+        message = _Message(
+            section.exchange, section.routing_key if routing_key is None else routing_key, body,
+            self._pika.BasicProperties(
+                content_type=content_type or default_type,
+                message_id=message_id or new_message_id(), delivery_mode=self._delivery_mode,
+                headers=dict(headers) if headers else None, correlation_id=correlation_id,
+                reply_to=reply_to, **(properties or {})),
+            self._reactor.seconds() + section.publish_timeout)
         self.counters["published"] += 1
         self._pending.append(message)
         if self._timer is None:
@@ -114,12 +113,6 @@ class AMQPOutgoing(Service):
         self._outbox.append(message)
         self._flush()
         return message.deferred
-
-    def _properties(self, values):
-        if self._pika is None:
-            from broker.amqp import _pika
-            self._pika = _pika
-        return self._pika.BasicProperties(**values)
 
     # -- sending ----------------------------------------------------------------------
 

@@ -186,10 +186,14 @@ def _json_default(value):
     raise TypeError(f"a {type(value).__name__} is not JSON-serialisable")
 
 
+# One encoder for every call (json.dumps with keyword arguments builds a new one each time).
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                                 default=_json_default)
+
+
 def _encode_json(payload):
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False, default=_json_default)
+        text = _JSON_ENCODER.encode(payload)
     except (TypeError, ValueError) as exc:
         raise ServiceError(f"Cannot encode output as JSON: {exc}") from exc
     try:
