@@ -3,8 +3,8 @@
 (a) consume: COUNT messages waiting in a queue are consumed → ``demo.echo`` →
     acked by the broker's ``amqp`` channel (prefetch 500), vs a bare pika
     Twisted consumer doing only the ack (same prefetch).  Timed from the first
-    delivery to the last ack (the broker's from its ``/broker/metrics`` counters,
-    polled every 20 ms).
+    delivery to the last ack (the broker's by a bench service checking its
+    channel's counters in-process every millisecond).
 (b) publish: COUNT publishes with publisher confirms through an outgoing
     ``amqp`` connection (``self.out.amqp["bench"].publish(dict)``, window 1000),
     vs a bare pika Twisted publisher with confirms (pre-encoded body, window 1000).
@@ -30,8 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from harness import (ServerProcess, free_port, group_cpu_seconds, http_request,  # noqa: E402
-                     quiet_guard)
+from harness import ServerProcess, free_port, http_request, quiet_guard  # noqa: E402
 
 PREFETCH, WINDOW = 500, 1000
 
@@ -75,20 +74,13 @@ def broker_run(count):
     server = ServerProcess("broker-amqp", argv, env=env, cwd=str(ROOT)).start()
     try:
         server.wait_ready(lambda: http_request("127.0.0.1", port, "GET", "/broker/ping")[0] == 200)
-        first = last = None
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            _, body = http_request("127.0.0.1", port, "GET", "/broker/metrics")
-            acked = json.loads(body)["counters"]["amqp.channel.bench.consume"]["acked"]
-            now = time.perf_counter()
-            if acked and first is None:
-                first, first_acked, first_cpu = now, acked, group_cpu_seconds(server.pid)
-            if acked >= count:
-                last, last_cpu = now, group_cpu_seconds(server.pid)
-                break
-            time.sleep(0.02)
-        consume = {"rate": (count - first_acked) / (last - first),
-                   "cpu_us": (last_cpu - first_cpu) / (count - first_acked) * 1e6}
+        status, body = http_request("127.0.0.1", port, "POST", "/bench/amqp/wait-acked",
+                                    json.dumps({"count": count}), timeout=600)
+        if status != 200:
+            raise RuntimeError(f"consume bench failed: {status} {body[:300]!r}")
+        answer = json.loads(body)
+        consume = {"rate": answer["messages"] / answer["seconds"],
+                   "cpu_us": answer["cpu"] / answer["messages"] * 1e6}
         status, body = http_request("127.0.0.1", port, "POST", "/bench/amqp/publish",
                                     json.dumps({"count": count}), timeout=600)
         if status != 200:

@@ -24,3 +24,34 @@ class PublishMany(Service):
                                   consumeErrors=True)
         self.response.payload = {"seconds": time.perf_counter() - started,
                                  "cpu": time.process_time() - cpu}
+
+
+class WaitAcked(Service):
+    """Wait (in-process, checking every millisecond) until the bench channel acked ``count``.
+
+    Answers the seconds and CPU seconds from the first check that saw acks to
+    the last ack, and how many messages that span covered: the bench polls
+    nothing over HTTP while the broker consumes.
+    """
+
+    name = "bench.amqp.wait-acked"
+
+    class SimpleIO:
+        input_required = (Int("count"),)
+        output_required = (Float("seconds"), Float("cpu"), Int("messages"))
+
+    async def handle(self):
+        from twisted.internet import reactor, task
+        counters = self.resources.metrics["amqp.channel.bench.consume"]
+        count = self.request.input.count
+        first = None
+        while True:
+            acked = counters()["acked"]
+            if acked and first is None:
+                first = (time.perf_counter(), time.process_time(), acked)
+            if acked >= count:
+                break
+            await task.deferLater(reactor, 0.001)
+        self.response.payload = {"seconds": time.perf_counter() - first[0],
+                                 "cpu": time.process_time() - first[1],
+                                 "messages": count - first[2]}
