@@ -33,15 +33,40 @@ def connection_parameters(section):
         client_properties=properties)
 
 
-def connection_factory(section, reactor):
-    """A protocol factory building one ``TwistedProtocolConnection`` per TCP connection."""
+class _Connection(TwistedProtocolConnection):
+    """Keeps why the handshake failed (pika's adapter reports only "AMQPConnectionError: 1")."""
+
+    failure_reason = None
+
+    def connectionLost(self, reason=protocol.connectionDone):
+        # A Connection.Close from RabbitMQ (403 ACCESS_REFUSED...) is pending here; the
+        # adapter replaces it with ConnectionDone before reporting.
+        pending = getattr(self._impl, "_error", None)
+        if pending is not None and self.failure_reason is None:
+            self.failure_reason = pending
+        super().connectionLost(reason)
+
+    def _on_connection_failed(self, connection, error_message=None):
+        if self.failure_reason is None:
+            self.failure_reason = error_message
+        super()._on_connection_failed(connection, error_message)
+
+
+def connection_factory(section, reactor, on_protocol):
+    """A protocol factory building one ``TwistedProtocolConnection`` per TCP connection.
+
+    ``on_protocol(protocol)`` is called with each, before it connects (its
+    ``ready`` Deferred fires after the AMQP handshake).
+    """
     parameters = connection_parameters(section)
 
     class Factory(protocol.Factory):
         noisy = False
 
         def buildProtocol(self, addr):
-            return TwistedProtocolConnection(parameters, custom_reactor=reactor)
+            built = _Connection(parameters, custom_reactor=reactor)
+            on_protocol(built)
+            return built
 
     return Factory()
 

@@ -44,6 +44,7 @@ class AMQPConnection(Service):
         self.protocol = None
         self.state = "stopped"
         self.last_error = None
+        self._failures = 0
         self.counters = {"connects": 0, "disconnects": 0, "connect_failures": 0,
                          "topology_failures": 0}
 
@@ -58,12 +59,14 @@ class AMQPConnection(Service):
         super().startService()
         from broker.amqp import _pika  # lazy: importing pika's adapter installs a reactor
         section = self.section
+        backoff = backoffPolicy(initialDelay=section.reconnect_initial,
+                                maxDelay=section.reconnect_max, factor=1.5, jitter=random.random)
+        # ClientService counts only failed TCP connects; a failed handshake or topology
+        # (done here, not in prepareConnection: ClientService cannot drop a connection whose
+        # preparation failed) counts too, so the backoff grows for those as well.
         self._client = ClientService(
-            self._endpoint(), _pika.connection_factory(section, self._reactor),
-            retryPolicy=backoffPolicy(initialDelay=section.reconnect_initial,
-                                      maxDelay=section.reconnect_max, factor=1.5,
-                                      jitter=random.random),
-            clock=self._reactor, prepareConnection=self._prepare)
+            self._endpoint(), _pika.connection_factory(section, self._reactor, self._prepare),
+            retryPolicy=lambda _attempt: backoff(self._failures), clock=self._reactor)
         self.state = "connecting"
         log.info("amqp {name}: connecting to {host}:{port} vhost {vhost}", name=self.key,
                  host=section.host, port=section.port, vhost=section.vhost)
@@ -98,6 +101,7 @@ class AMQPConnection(Service):
 
     def _connect_failed(self, failure):
         """TCP (or TLS) connect failed: ClientService retries after its backoff."""
+        self._failures += 1
         self.counters["connect_failures"] += 1
         self.state = "waiting"
         self.last_error = _describe(failure.value)
@@ -107,27 +111,27 @@ class AMQPConnection(Service):
         return failure
 
     def _prepare(self, protocol):
-        """Wait for the handshake, declare the topology; the connection counts once this fires."""
+        """For each new protocol: wait for the handshake, declare the topology, tell the users.
+
+        Any failure drops the connection; ClientService then retries after the backoff.
+        """
         ready = protocol.ready
-        if ready is None:  # lost before we got here
-            return defer.fail(ConnectionError("connection closed during the AMQP handshake"))
         ready.addTimeout(self.section.connect_timeout, self._reactor)
         d = ready.addCallback(lambda _: self._declare(protocol))
         d.addCallbacks(lambda _: self._connected(protocol), self._not_ready,
                        errbackArgs=(protocol,))
-        return d
 
     def _not_ready(self, failure, protocol):
+        self._failures += 1
         self.counters["connect_failures"] += 1
         self.state = "waiting"
-        self.last_error = _describe(failure.value)
+        self.last_error = _describe(getattr(protocol, "failure_reason", None) or failure.value)
         log.warn("amqp {name}: could not set up the connection: {error}; retrying",
                  name=self.key, error=self.last_error)
         protocol.ready = None  # pika would errback it again on connectionLost
         transport = getattr(protocol, "transport", None)
-        if transport is not None:
+        if transport is not None and getattr(transport, "connected", False):
             transport.abortConnection()
-        return failure
 
     @defer.inlineCallbacks
     def _declare(self, protocol):
@@ -160,6 +164,7 @@ class AMQPConnection(Service):
         yield channel.close()
 
     def _connected(self, protocol):
+        self._failures = 0
         self.counters["connects"] += 1
         self.protocol = protocol
         self.state = "connected"

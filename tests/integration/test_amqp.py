@@ -293,3 +293,41 @@ def test_a_dropped_connection_is_reestablished_and_consuming_resumes(tmp_path):
         broker.stop()
         forwarder.stop()
         delete_topology(s)
+
+
+@pytest.mark.parametrize("problem, connection, expected", [
+    ("wrong password", "password: not-the-password", "auth"),
+    ("topology clash", "password: guest\n    queues: [{{name: {queue}, durable: true}}]",
+     "PRECONDITION_FAILED"),
+])
+def test_a_connection_that_cannot_be_set_up_is_retried_and_reported(tmp_path, problem, connection,
+                                                                   expected):
+    queue = f"t.clash.{suffix()}"
+    raw = blocking_connection()
+    raw.channel().queue_declare(queue, durable=False)  # the config says durable: clash
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"""
+name: amqp-bad
+http:
+  listen: "${{BROKER_LISTEN:tcp:0:interface=127.0.0.1}}"
+connections:
+  - name: rabbit
+    type: amqp
+    username: guest
+    {connection.format(queue=queue)}
+    reconnect_initial: 0.1s
+    reconnect_max: 0.5s
+""")
+    broker = BrokerProcess(config=config).start()
+    try:
+        assert wait_until(lambda: broker.output.count("could not set up the connection") >= 2), \
+            broker.output
+        status, report = health(broker)
+        assert status == 503, report
+        check = report["checks"]["amqp.connection.rabbit"]
+        assert check["state"] == "waiting" and expected.lower() in check["last_error"].lower(), check
+        assert "Traceback" not in broker.output
+    finally:
+        broker.stop()
+        raw.channel().queue_delete(queue)
+        raw.close()
