@@ -154,3 +154,10 @@ def consume(twisted_channel, queue, on_message, on_cancel):
         return defer.fail()
     twisted_channel.on_closed.addBoth(lambda reason: None if d.called else d.errback(reason))
     return d
+
+
+def cancel(twisted_channel, consumer_tag):
+    """``basic.cancel``: no more deliveries for ``consumer_tag`` (those in progress stay unacked)."""
+    raw = twisted_channel._channel
+    if raw.is_open:
+        raw.basic_cancel(consumer_tag=consumer_tag)

@@ -111,6 +111,8 @@ class AMQPChannel(Service):
         self._publisher = None
         self._consumers = []
         self._acks = {}
+        self._tags = {}
+        self._drained = None
         self._setup_call = None
         self.dead_letter_key = section.dead_letter_routing_key or f"{section.queue}.dead"
         self.last_error = None
@@ -140,8 +142,8 @@ class AMQPChannel(Service):
                 self._consumers.append(channel)
                 self._acks[channel] = _Acks(channel, self.counters, self._reactor)
                 channel.on_closed.addBoth(self._channel_closed, channel, protocol)
-                yield _pika.consume(channel, section.queue, self._dispatch,
-                                    lambda: self._cancelled(protocol))
+                self._tags[channel] = yield _pika.consume(channel, section.queue, self._dispatch,
+                                                          lambda: self._cancelled(protocol))
         except Exception as exc:
             self.last_error = f"cannot consume from queue {section.queue}: {exc}"
             log.error("amqp channel {name}: {error}; retrying in {delay}s", name=self.key,
@@ -157,7 +159,7 @@ class AMQPChannel(Service):
 
     def _reset(self, protocol):
         channels = [self._publisher, *self._consumers]
-        self._publisher, self._consumers, self._acks = None, [], {}
+        self._publisher, self._consumers, self._acks, self._tags = None, [], {}, {}
         for channel in channels:
             if channel is not None and channel.is_open:
                 channel.close()
@@ -186,7 +188,7 @@ class AMQPChannel(Service):
             self._retry_setup(protocol)
 
     def amqp_lost(self, reason):
-        self._publisher, self._consumers, self._acks = None, [], {}
+        self._publisher, self._consumers, self._acks, self._tags = None, [], {}, {}
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         self._setup_call = None
@@ -195,6 +197,24 @@ class AMQPChannel(Service):
         super().stopService()
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
+
+    def amqp_drain(self):
+        """Stop consuming; a Deferred firing once every message in progress is settled."""
+        for channel, tag in self._tags.items():
+            try:
+                self._pika.cancel(channel, tag)
+            except Exception:
+                pass
+        self._tags = {}
+        self._drained = defer.Deferred()
+        self._check_drained()
+        return self._drained
+
+    def _check_drained(self):
+        if self._drained is not None and self.in_progress <= 0 and not self._drained.called:
+            for acks in self._acks.values():
+                acks.flush()
+            self._drained.callback(None)
 
     def _dispatch(self, message):
         try:
@@ -363,6 +383,8 @@ class AMQPChannel(Service):
             self.counters["ack_failed"] += 1
         else:
             acks.ack(message.method.delivery_tag)
+        if self._drained is not None:
+            self._check_drained()
 
     def _settled(self, message):
         """Done with ``message`` without acking it."""
@@ -370,6 +392,8 @@ class AMQPChannel(Service):
         acks = self._acks.get(message.channel)
         if acks is not None:
             acks.finished(message.method.delivery_tag)
+        if self._drained is not None:
+            self._check_drained()
 
     def _nack(self, message):
         self._settled(message)

@@ -73,8 +73,21 @@ class AMQPConnection(Service):
         self._client.startService()
 
     def stopService(self):
+        """Let users drain (bounded by ``drain_timeout``), then close the connection."""
         super().stopService()
         self.state = "stopped"
+        if self.protocol is None or not self.protocol.is_open:
+            return self._close()
+        drains = [defer.maybeDeferred(user.amqp_drain) for user in self._users]
+        drained = defer.DeferredList(drains, consumeErrors=True)
+        drained.addTimeout(self.section.drain_timeout, self._reactor,
+                           onTimeoutCancel=lambda *_: log.warn(
+                               "amqp {name}: work still in progress after {timeout}s; closing "
+                               "(unacked messages come again)", name=self.key,
+                               timeout=self.section.drain_timeout))
+        return drained.addBoth(lambda _: self._close())
+
+    def _close(self):
         protocol, self.protocol = self.protocol, None
         if protocol is not None and protocol.is_open:
             closing = defer.Deferred()

@@ -70,6 +70,7 @@ class AMQPOutgoing(Service):
         self._in_flight = {}     # delivery tag -> message, sent and not yet confirmed
         self._lowest_tag = 1
         self._returned_ids = {}  # message_id -> reason, for basic.return before its ack
+        self._drained = None
         self._pending = deque()  # every unsettled message, oldest (earliest deadline) first
         self._timer = None       # one timer, for the oldest message's deadline
         self._setup_call = None
@@ -175,6 +176,9 @@ class AMQPOutgoing(Service):
             message.deferred.errback(error)
         while pending and pending[0].deferred.called:  # confirms come (nearly) in order
             pending.popleft()
+        if self._drained is not None and not (self._in_flight or self._outbox):
+            drained, self._drained = self._drained, None
+            drained.callback(None)
 
     def _expire(self):
         """Fail every message past its deadline; wait for the next oldest one."""
@@ -231,9 +235,7 @@ class AMQPOutgoing(Service):
         unconfirmed = list(self._in_flight.values())  # in the order they were sent
         self._in_flight.clear()
         if not self.running:
-            for message in unconfirmed:
-                self._settle(message, AMQPPublishError("The broker stopped before RabbitMQ "
-                                                       "confirmed the message"))
+            self._fail_all(unconfirmed, "The broker stopped before RabbitMQ confirmed the message")
             return
         if isinstance(reason, self._pika.ChannelClosedByBroker) and protocol.is_open:
             # The channel broke for a reason of its own (e.g. the exchange is gone):
@@ -248,21 +250,33 @@ class AMQPOutgoing(Service):
             log.warn("amqp outgoing {name}: {error}; reopening", name=self.key, error=self.last_error)
             self._retry_setup(protocol)
 
+    def amqp_drain(self):
+        """A Deferred firing once nothing waits for a confirm (or to be sent)."""
+        if not (self._in_flight or self._outbox):
+            return None
+        self._drained = defer.Deferred()
+        return self._drained
+
     def amqp_lost(self, reason):
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         self._setup_call = None
 
     def stopService(self):
+        """Publishing goes on while the connection drains; what is left fails when it closes."""
         super().stopService()
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
+        if self._channel is None:
+            self._fail_all([], "The broker is stopping; message not sent")
+
+    def _fail_all(self, unconfirmed, reason):
+        waiting, self._outbox = list(self._outbox), deque()
+        for message in unconfirmed + waiting:
+            self._settle(message, AMQPPublishError(reason))
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        while self._outbox:
-            message = self._outbox.popleft()
-            self._settle(message, AMQPPublishError("The broker is stopping; message not sent"))
 
     # -- health and metrics ---------------------------------------------------------------
 

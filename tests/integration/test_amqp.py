@@ -331,3 +331,46 @@ connections:
         broker.stop()
         raw.channel().queue_delete(queue)
         raw.close()
+
+
+def test_on_shutdown_messages_in_progress_finish_and_are_acked(tmp_path):
+    """SIGTERM while a slow service runs: it finishes, its publish is confirmed, the message acked."""
+    s = suffix()
+    config = tmp_path / "drain.yaml"
+    config.write_text(f"""
+name: amqp-drain
+http:
+  listen: "${{BROKER_LISTEN:tcp:0:interface=127.0.0.1}}"
+services:
+  paths: [{PLUGINS}]
+connections:
+  - name: rabbit
+    type: amqp
+    username: guest
+    password: guest
+    drain_timeout: 30s
+    queues: [{{name: t.in.{s}, durable: false}}, {{name: t.out.{s}, durable: false}}]
+outgoing:
+  - {{name: relay, type: amqp, connection: rabbit}}
+channels:
+  - {{name: relay, type: amqp, connection: rabbit, queue: t.in.{s}, service: test.amqp.relay,
+     dead_letter_routing_key: t.dead.{s}}}
+""")
+    broker = BrokerProcess(config=config).start()
+    connection = blocking_connection()
+    channel = connection.channel()
+    try:
+        assert wait_until(lambda: health(broker)[0] == 200), broker.output
+        channel.basic_publish("", f"t.in.{s}", json.dumps(
+            {"tag": 1, "to": f"t.out.{s}", "delay": 2}).encode())
+        assert wait_until(lambda: metrics(broker, "amqp.channel.relay")["in_progress"] == 1)
+        broker.stop(timeout=40)
+        got = get_one(channel, f"t.out.{s}", timeout=5)
+        assert got is not None and json.loads(got[1])["tag"] == 1, broker.output
+        ready = channel.queue_declare(f"t.in.{s}", passive=True).method.message_count
+        assert ready == 0, "the message was not acked before the connection closed"
+    finally:
+        broker.stop()
+        for queue in ("in", "out", "dead"):
+            channel.queue_delete(f"t.{queue}.{s}")
+        connection.close()
