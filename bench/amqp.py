@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 from harness import ServerProcess, free_port, http_request, quiet_guard  # noqa: E402
 
 PREFETCH, WINDOW = 500, 1000
+WARMUP = 5000  # untimed messages first, for both sides (allocator and caches warm up)
 
 
 def blocking():
@@ -64,7 +65,7 @@ def broker_run(count):
     """Consume then publish through one broker process: ``(consume msgs/s, publish msgs/s)``."""
     tag = secrets.token_hex(4)
     consume_q, publish_q = f"bench.consume.{tag}", f"bench.publish.{tag}"
-    fill(consume_q, count)
+    fill(consume_q, count + WARMUP)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_CONSUME_QUEUE": consume_q,
            "BENCH_PUBLISH_QUEUE": publish_q}
@@ -75,14 +76,14 @@ def broker_run(count):
     try:
         server.wait_ready(lambda: http_request("127.0.0.1", port, "GET", "/broker/ping")[0] == 200)
         status, body = http_request("127.0.0.1", port, "POST", "/bench/amqp/wait-acked",
-                                    json.dumps({"count": count}), timeout=600)
+                                    json.dumps({"count": count, "warmup": WARMUP}), timeout=600)
         if status != 200:
             raise RuntimeError(f"consume bench failed: {status} {body[:300]!r}")
         answer = json.loads(body)
         consume = {"rate": answer["messages"] / answer["seconds"],
                    "cpu_us": answer["cpu"] / answer["messages"] * 1e6}
         status, body = http_request("127.0.0.1", port, "POST", "/bench/amqp/publish",
-                                    json.dumps({"count": count}), timeout=600)
+                                    json.dumps({"count": count, "warmup": WARMUP}), timeout=600)
         if status != 200:
             raise RuntimeError(f"publish bench failed: {status} {body[:300]!r}")
         answer = json.loads(body)
@@ -97,17 +98,17 @@ def peer_run(count):
     """The bare pika Twisted consumer and publisher: ``(consume msgs/s, publish msgs/s)``."""
     tag = secrets.token_hex(4)
     consume_q, publish_q = f"bench.consume.{tag}", f"bench.publish.{tag}"
-    fill(consume_q, count)
+    fill(consume_q, count + WARMUP)
     try:
         out = subprocess.run([sys.executable, str(HERE / "peers" / "pika_consumer.py"), consume_q,
-                              str(count), str(PREFETCH)], capture_output=True, text=True,
+                              str(count), str(PREFETCH), str(WARMUP)], capture_output=True, text=True,
                              timeout=600, check=True).stdout
         consume = _figures(out, count)
         connection = blocking()
         connection.channel().queue_declare(publish_q)
         connection.close()
         out = subprocess.run([sys.executable, str(HERE / "peers" / "pika_publisher.py"), publish_q,
-                              str(count), str(WINDOW)], capture_output=True, text=True,
+                              str(count), str(WINDOW), str(WARMUP)], capture_output=True, text=True,
                              timeout=600, check=True).stdout
         publish = _figures(out, count)
         return consume, publish

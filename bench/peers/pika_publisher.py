@@ -1,6 +1,6 @@
 """Bare pika Twisted publisher with confirms: COUNT messages to QUEUE, at most WINDOW unconfirmed.
 
-Usage: python pika_publisher.py QUEUE COUNT WINDOW   (prints the seconds to the last confirm)
+Usage: python pika_publisher.py QUEUE COUNT WINDOW [WARMUP]   (WARMUP untimed publishes first)
 """
 
 import json
@@ -16,7 +16,7 @@ BODY = json.dumps({"text": "hello", "n": 0, "pad": "x" * 24}).encode()
 
 
 @defer.inlineCallbacks
-def main(queue, count, window):
+def main(queue, count, window, warmup=0):
     connection = TwistedProtocolConnection(pika.ConnectionParameters(
         credentials=pika.PlainCredentials("guest", "guest")))
     yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", 5672), connection)
@@ -24,6 +24,18 @@ def main(queue, count, window):
     channel = yield connection.channel()
     yield channel.confirm_delivery()
     properties = pika.BasicProperties(content_type="application/json", delivery_mode=1)
+    if warmup:
+        yield publish(channel, queue, properties, warmup, window)
+    started, cpu = time.perf_counter(), time.process_time()
+    yield publish(channel, queue, properties, count, window)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "count": count}), flush=True)
+    yield connection.close()
+    reactor.stop()
+
+
+def publish(channel, queue, properties, count, window):
+    """``count`` publishes, at most ``window`` unconfirmed; a Deferred firing at the last confirm."""
     done = defer.Deferred()
     state = {"sent": 0, "confirmed": 0}
 
@@ -39,15 +51,11 @@ def main(queue, count, window):
         else:
             send_more()
 
-    started, cpu = time.perf_counter(), time.process_time()
     send_more()
-    yield done
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "count": count}), flush=True)
-    yield connection.close()
-    reactor.stop()
+    return done
 
 
 if __name__ == "__main__":
-    reactor.callWhenRunning(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    reactor.callWhenRunning(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                            int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     reactor.run()

@@ -15,6 +15,7 @@ class PublishMany(Service):
 
     class SimpleIO:
         input_required = (Int("count"),)
+        input_optional = (Int("warmup", default=0),)
         output_required = (Float("seconds"), Float("cpu"))
 
     window = 1000  # publishes awaiting their confirm, as the bare pika publisher keeps
@@ -22,7 +23,14 @@ class PublishMany(Service):
     async def handle(self):
         outgoing = self.out.amqp["bench"]
         message = {"text": "hello", "n": 0, "pad": "x" * 24}
-        count = self.request.input.count
+        if self.request.input.warmup:
+            await self._publish(outgoing, message, self.request.input.warmup)
+        started, cpu = time.perf_counter(), time.process_time()
+        await self._publish(outgoing, message, self.request.input.count)
+        self.response.payload = {"seconds": time.perf_counter() - started,
+                                 "cpu": time.process_time() - cpu}
+
+    def _publish(self, outgoing, message, count):
         done = defer.Deferred()
         state = {"sent": 0, "confirmed": 0}
 
@@ -38,11 +46,8 @@ class PublishMany(Service):
             else:
                 send_more()
 
-        started, cpu = time.perf_counter(), time.process_time()
         send_more()
-        await done
-        self.response.payload = {"seconds": time.perf_counter() - started,
-                                 "cpu": time.process_time() - cpu}
+        return done
 
 
 class WaitAcked(Service):
@@ -57,6 +62,7 @@ class WaitAcked(Service):
 
     class SimpleIO:
         input_required = (Int("count"),)
+        input_optional = (Int("warmup", default=0),)
         output_required = (Float("seconds"), Float("cpu"), Int("messages"))
 
     async def handle(self):
@@ -66,11 +72,12 @@ class WaitAcked(Service):
         first = None
         while True:
             acked = counters()["acked"]
-            if acked and first is None:
+            if acked > self.request.input.warmup and first is None:
                 first = (time.perf_counter(), time.process_time(), acked)
-            if acked >= count:
+            if acked >= count + self.request.input.warmup:
                 break
             await task.deferLater(reactor, 0.001)
         self.response.payload = {"seconds": time.perf_counter() - first[0],
                                  "cpu": time.process_time() - first[1],
-                                 "messages": count - first[2]}
+                                 "messages": count + self.request.input.warmup - first[2]}
+
