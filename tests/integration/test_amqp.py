@@ -46,7 +46,7 @@ outgoing:
      max_outbox: {max_outbox}, publish_timeout: {publish_timeout}}}
 channels:
   - {{name: echo, type: amqp, connection: rabbit, queue: t.echo.{s}, service: demo.echo,
-     dead_letter_routing_key: t.dead.{s}}}
+     dead_letter_routing_key: t.dead.{s}, consumers: 2, prefetch: 10}}
   - {{name: headers, type: amqp, connection: rabbit, queue: t.headers.{s},
      service: test.amqp.headers, dead_letter_routing_key: t.dead.{s}}}
   - {{name: fail, type: amqp, connection: rabbit, queue: t.fail.{s}, service: test.amqp.fail,
@@ -101,6 +101,16 @@ def test_a_consumed_message_runs_the_service_and_is_acked(env):
     channel.basic_publish("", f"t.echo.{s}", b'{"text": "hi", "repeat": 2}')
     assert wait_until(lambda: metrics(broker, "amqp.channel.echo")["acked"] == before + 1)
     assert channel.queue_declare(f"t.echo.{s}", passive=True).method.message_count == 0
+
+
+def test_consumers_and_prefetch_are_applied(env):
+    broker, channel, s = env
+    assert health(broker)[1]["checks"]["amqp.channel.echo"]["consumers"] == 2
+    assert channel.queue_declare(f"t.echo.{s}", passive=True).method.consumer_count == 2
+    before = metrics(broker, "amqp.channel.echo")["acked"]
+    for n in range(50):
+        channel.basic_publish("", f"t.echo.{s}", json.dumps({"text": str(n)}).encode())
+    assert wait_until(lambda: metrics(broker, "amqp.channel.echo")["acked"] == before + 50)
 
 
 def test_reply_to_makes_it_rpc(env):
