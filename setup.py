@@ -23,7 +23,7 @@ setup(
     install_requires=[
         "twisted>=24.7",
         "autobahn>=24.4",
-        "pika>=1.3,<2",
+        "pika>=1.4.4,<2",  # broker/amqp/_pika.py wraps its Twisted adapter (gone in pika 2)
         "pyzmq>=25",
         "txredisapi>=1.6,<1.7",
         "croniter>=2.0",

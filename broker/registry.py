@@ -17,6 +17,7 @@ Channel types live in :mod:`broker.channels.registry`; security types in
 :mod:`broker.security.registry`.
 """
 
+from broker.amqp import AMQP_CONNECTION, AMQP_OUTGOING, build_amqp_connection, build_amqp_outgoing
 from broker.cache import CACHE_SECTION, build_caches
 from broker.channels.zmq import config as zmq_config
 from broker.fixtures import FIXTURES, build_fixtures
@@ -29,10 +30,12 @@ from broker.scheduler import SCHEDULER_SECTION, build_scheduler
 __all__ = ["CONNECTION_TYPES", "OUTGOING_TYPES", "SECTIONS"]
 
 CONNECTION_TYPES = {
+    "amqp": (AMQP_CONNECTION, build_amqp_connection),
     "redis": (REDIS_CONNECTION, build_redis_connection),
 }
 
 OUTGOING_TYPES = {
+    "amqp": (AMQP_OUTGOING, "amqp", build_amqp_outgoing),
     "http": (HTTP_OUTGOING, "http", build_http_outgoing),
     "zmq_push": (zmq_config.ZMQ_PUSH_OUT, "zmq", zmq_outgoing.build_push),
     "zmq_pub": (zmq_config.ZMQ_PUB_OUT, "zmq", zmq_outgoing.build_pub),

@@ -13,6 +13,7 @@ from base64 import b64decode, b64encode
 
 from twisted.logger import Logger
 
+from broker.amqp.service import PublishService
 from broker.errors import BadRequest, ServiceUnavailable, ValidationError
 from broker.services.base import Service
 from broker.simpleio import AsIs, Text
@@ -115,4 +116,4 @@ def _envelope(result, cid):
     return {"response": b64encode(text.encode()).decode("ascii"), "zato_env": env}
 
 
-BUILTIN_SERVICES = (InvokeService, ZatoInvokeService)
+BUILTIN_SERVICES = (InvokeService, ZatoInvokeService, PublishService)

@@ -199,14 +199,18 @@ def _json_default(value):
     raise TypeError(f"a {type(value).__name__} is not JSON-serialisable")
 
 
+# One encoder for every call (json.dumps with keyword arguments builds a new one each time).
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                                 default=_json_default)
+
+
 def _encode_json(payload):
     try:  # the fast path; anything orjson refuses takes the stdlib path below
         return orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         pass
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False, default=_json_default)
+        text = _JSON_ENCODER.encode(payload)
     except (TypeError, ValueError) as exc:
         raise ServiceError(f"Cannot encode output as JSON: {exc}") from exc
     try:
@@ -230,6 +234,10 @@ def _fast_json(body):
     return body.count(b"[") + body.count(b"{") <= _FAST_CONTAINERS
 
 
+# One decoder for every call (json.loads with keyword arguments builds a new one each time).
+_JSON_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def _decode_json(body):
     if _fast_json(body):
         try:
@@ -243,7 +251,7 @@ def _decode_json(body):
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return _JSON_DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
