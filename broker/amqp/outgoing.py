@@ -10,8 +10,6 @@ are sent again after reconnecting (at-least-once: duplicates are possible,
 each message carries a ``message_id`` to dedupe on).
 """
 
-import itertools
-import os
 from collections import deque
 
 from twisted.application.service import Service
@@ -20,6 +18,7 @@ from twisted.logger import Logger
 
 from broker.amqp.errors import (AMQPPublishError, OutboxFull, PublishNacked, PublishTimeout,
                                 Unroutable)
+from broker.ids import id_maker
 from broker.simpleio import encode
 
 __all__ = ["AMQPOutgoing", "build_amqp_outgoing"]
@@ -40,18 +39,7 @@ class _Message:
         self.sends = 0
 
 
-class _MessageIds:
-    """Unique message ids, cheaply: a random prefix per process and a counter."""
-
-    def __init__(self):
-        self._prefix = os.urandom(6).hex()
-        self._next = itertools.count(1).__next__
-
-    def __call__(self):
-        return f"{self._prefix}{self._next():x}"
-
-
-new_message_id = _MessageIds()
+new_message_id = id_maker(0)
 
 
 class AMQPOutgoing(Service):

@@ -5,15 +5,14 @@ routes, builds the neutral :class:`~broker.services.context.Request`, calls
 the invoker and maps the neutral answer or error to HTTP exactly once.
 """
 
-import itertools
 import json
-import os
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from broker.channels.http.protocol import HTTPResponse
 from broker.errors import BrokerError
+from broker.ids import id_maker
 from broker.services.context import Request
 from broker.simpleio import parse_query, soap_fault
 
@@ -25,18 +24,8 @@ access = Logger(namespace="broker.access")
 _JSON = "application/json"
 
 
-def _cid_maker():
-    """Correlation ids: a random per-process prefix and a counter (unique, cheap)."""
-    prefix = os.urandom(6).hex()
-    counter = itertools.count(1).__next__
-
-    def new_cid():
-        return "%s%012x" % (prefix, counter())
-
-    return new_cid
-
-
-new_cid = _cid_maker()
+# Correlation ids: unique across processes, ordered within one.
+new_cid = id_maker()
 
 
 def error_body(error, cid):
