@@ -8,6 +8,10 @@ mutating a value after ``set`` does not change the cached one.
 
 import json
 
+import orjson
+
+from broker.jsonfast import orjson_may_read
+
 __all__ = ["CacheBase", "decode", "encode"]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -19,6 +23,11 @@ def encode(value):
 
 
 def decode(data):
+    if orjson_may_read(data):  # the fast path
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(data)
 
 

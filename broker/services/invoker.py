@@ -13,6 +13,7 @@ from inspect import iscoroutine
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from broker.runtime import Resources
 from broker.errors import BrokerError, ServiceError, Timeout, ValidationError
@@ -129,6 +130,9 @@ class Invoker:
             if iscoroutine(result):
                 result = defer.Deferred.fromCoroutine(result)
             if isinstance(result, defer.Deferred):
+                if result.called and not isinstance(result.result, (Failure, defer.Deferred)):
+                    # an async handle() that never had to wait: answer now, no timer
+                    return self._finish(entry, request, response, encode_output)
                 if self.timeout:
                     result.addTimeout(self.timeout, self._reactor)
                 return result.addCallbacks(
@@ -174,7 +178,6 @@ class Invoker:
         """Log a service's own failure in full; the caller gets a generic error."""
         self.counters["service_errors"] += 1
         if failure is None:
-            from twisted.python.failure import Failure
             failure = Failure(exc)
         log.failure("service {service} failed (cid {cid}): {error}", failure,
                     service=entry.name, cid=request.cid, error=str(exc))

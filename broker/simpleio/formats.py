@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from lxml import etree
 
 from broker.errors import BadRequest, ServiceError
+from broker.jsonfast import orjson_may_read
 from broker.simpleio.payload import Payload
 from broker.security.xml import parse_xml, serialize_xml
 
@@ -49,6 +50,7 @@ _JSON = "application/json"
 _SOAP = {"11": ("1.1", SOAP11_NS), "12": ("1.2", SOAP12_NS)}
 _MAX_FORM_FIELDS = 1000
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_JSON_CONTAINERS = frozenset((dict, list, Payload))  # what orjson encodes first-hand
 _CHARSET = re.compile(r";\s*charset\s*=\s*\"?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 
 
@@ -65,7 +67,7 @@ def decode(data_format, body, content_type=""):
     :raise BadRequest: the body is malformed for the format.
     :raise ValueError: ``data_format`` is unknown.
     """
-    if data_format == "json" and body.__class__ is bytes and _fast_json(body):
+    if data_format == "json" and body.__class__ is bytes and orjson_may_read(body):
         try:  # the common case first; anything orjson refuses takes the full path
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -224,14 +226,6 @@ def _no_constants(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
-_FAST_CONTAINERS = 256
-_JSON_CONTAINERS = frozenset((dict, list, Payload))
-
-
-def _fast_json(body):
-    """Whether orjson may parse ``body``: it has no nesting limit, so a body
-    that may nest deeply goes to the stdlib, which refuses it."""
-    return body.count(b"[") + body.count(b"{") <= _FAST_CONTAINERS
 
 
 # One decoder for every call (json.loads with keyword arguments builds a new one each time).
@@ -239,7 +233,7 @@ _JSON_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def _decode_json(body):
-    if _fast_json(body):
+    if orjson_may_read(body):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -136,3 +136,10 @@ def test_hits_and_misses_are_counted(clock):
     result(cache.get_many(["a", "c"]))
     metrics = cache.metrics()
     assert (metrics["backend"], metrics["hits"], metrics["misses"]) == ("memory", 2, 2)
+
+
+def test_codec_keeps_big_integers_and_deep_values_exact():
+    from broker.cache.base import decode, encode
+    for value in (2 ** 64, -(2 ** 63) - 1, 10 ** 30, [[[[1]]]] * 300, {"a": "1" * 40}):
+        assert decode(encode(value)) == value
+        assert type(decode(encode(value))) is type(value)

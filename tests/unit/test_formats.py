@@ -317,3 +317,11 @@ def test_raw_encode_text_passes_through():
 def test_raw_encode_structures_as_json():
     """Raw dicts and lists go out as JSON."""
     assert encode("raw", [1, {"a": 2}]) == (b'[1,{"a":2}]', "application/json")
+
+
+def test_json_integers_beyond_64_bits_stay_exact():
+    """orjson would read these as floats: such bodies take the stdlib path."""
+    big = 2 ** 70
+    assert decode("json", b'{"n": %d, "m": -%d}' % (big, big)) == {"n": big, "m": -big}
+    body, _ = encode("json", {"n": big})
+    assert body == b'{"n":%d}' % big
