@@ -4,6 +4,8 @@
 before twistd starts, so a mistake stops startup with one clear line.
 """
 
+import gc
+
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -70,6 +72,10 @@ class BrokerNode(MultiService):
         return super().stopService()
 
     def _ready(self):
+        # Everything built at startup lives as long as the node: move it out of the
+        # collector's sight, so a full collection scans only what requests allocate.
+        gc.collect()
+        gc.freeze()
         # Logged once the reactor runs (signal handlers are installed): the node is up.
         log.info("broker {name} ready", name=self.config.name)
 
