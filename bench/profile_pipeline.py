@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# bench/ itself must not be on the path: bench/zmq.py would shadow pyzmq.
+sys.path[0] = str(ROOT)
 
 from twisted.internet.address import IPv4Address  # noqa: E402
 from twisted.internet.testing import MemoryReactorClock, StringTransport  # noqa: E402

@@ -71,6 +71,26 @@ class Request:
         self.content_type = content_type
         self.depth = depth
 
+    @classmethod
+    def from_channel(cls, raw_request, headers, path_params, query, method, path, channel, cid,
+                     peer, content_type):
+        """A request as an edge builds it, per message: positional and without
+        ``__init__``'s keyword handling (about three times cheaper)."""
+        request = cls.__new__(cls)
+        request.input = request.payload = request.caller = None
+        request.raw_request = raw_request
+        request.headers = headers
+        request.path_params = path_params
+        request.query = query
+        request.method = method
+        request.path = path
+        request.channel = channel
+        request.cid = cid
+        request.peer = peer
+        request.content_type = content_type
+        request.depth = 0
+        return request
+
     @property
     def params(self):
         """Query and path parameters together (path wins)."""

@@ -195,3 +195,13 @@ class TestingHelperTests(SynchronousTestCase):
 
         response = call_service_sync(Caller, services={"other": lambda data: {"got": data["x"]}})
         self.assertEqual(response.payload, {"got": 1})
+
+
+def test_request_from_channel_equals_the_keyword_built_one():
+    """The edges' positional constructor fills every slot as ``__init__`` does."""
+    from broker.services.context import INTERNAL, Request
+    args = dict(raw_request=b"x", headers={"a": "1"}, path_params={"p": "1"}, query={"q": "2"},
+                method="POST", path="/a", channel=INTERNAL, cid="c", peer="peer", content_type="ct")
+    fast, slow = Request.from_channel(*args.values()), Request(**args)
+    for name in Request.__slots__:
+        assert getattr(fast, name) == getattr(slow, name), name

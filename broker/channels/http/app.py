@@ -72,11 +72,11 @@ class HTTPApp:
                 return self._error(error, cid)
         channel = route.channel
         headers = http_request.headers
-        request = Request(
-            raw_request=http_request.body, headers=headers, path_params=params,
-            query=parse_query(http_request.query) if http_request.query else {},
-            method=http_request.method, path=http_request.path, channel=channel, cid=cid,
-            peer=http_request.peer, content_type=headers.get("content-type", ""))
+        request = Request.from_channel(
+            http_request.body, headers, params,
+            parse_query(http_request.query) if http_request.query else {},
+            http_request.method, http_request.path, channel, cid, http_request.peer,
+            headers.get("content-type", ""))
         try:
             result = self.invoker.invoke(route.target, request)
         except BrokerError as error:
