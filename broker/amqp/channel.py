@@ -231,9 +231,9 @@ class AMQPChannel(Service):
         if method.redelivered:
             counters["redelivered"] += 1
         section = self.section
-        request = Request(raw_request=body, headers=_headers(method, properties),
-                          channel=self.info, content_type=properties.content_type or "",
-                          cid=properties.correlation_id or properties.message_id)
+        request = Request.from_channel(
+            body, _headers(method, properties), {}, {}, None, None, self.info,
+            properties.correlation_id or properties.message_id, None, properties.content_type or "")
         self.in_progress += 1
         acks = self._acks.get(message.channel)
         if acks is not None:

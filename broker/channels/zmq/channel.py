@@ -111,7 +111,7 @@ class ZmqChannel(Service):
         self.counters["received"] += 1
         if self.pubsub_topic is not None:
             return self._publish(body, headers, cid)
-        request = Request(raw_request=body, headers=headers, channel=self.channel, cid=cid)
+        request = Request.from_channel(body, headers, {}, {}, None, None, self.channel, cid, None, "")
         invoker = self.invoker
         try:
             if answer is None:
