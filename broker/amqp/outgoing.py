@@ -99,8 +99,15 @@ class AMQPOutgoing(Service):
         self._pending.append(message)
         if self._timer is None:
             self._timer = self._reactor.callLater(section.publish_timeout, self._expire)
-        self._outbox.append(message)
-        self._flush()
+        channel, in_flight, outbox = self._channel, self._in_flight, self._outbox
+        if not outbox and channel is not None and len(in_flight) < section.max_in_flight \
+                and channel.is_open:  # nothing waits: straight out
+            message.sends = 1
+            in_flight[channel.publish(message.exchange, message.routing_key, body,
+                                      message.properties, section.mandatory)] = message
+        else:
+            outbox.append(message)
+            self._flush()
         return message.deferred
 
     # -- sending ----------------------------------------------------------------------
@@ -133,7 +140,8 @@ class AMQPOutgoing(Service):
             message = in_flight.pop(tag, None)
             if message is not None:
                 self._confirmed(message, nacked)
-        self._flush()
+        if self._outbox:
+            self._flush()
 
     def _on_return(self, message_id, reason):
         """basic.return: the message (acked next) matched no queue."""
