@@ -37,13 +37,16 @@ log = Logger()
 
 
 class BrokerNode(MultiService):
-    """The root service: thread pool, HTTP listener and, later, other channels.
+    """The root service: thread pool, connections, features, channels, HTTP listener.
 
     :ivar config: the checked configuration.
     :ivar store: the service store.
     :ivar invoker: the invoker every channel calls.
     :ivar router: the HTTP routing table.
     :ivar http: the HTTP server factory (its ``counters`` feed metrics).
+    :ivar resources: the :class:`~broker.runtime.Resources` services reach.
+    :ivar context: the :class:`~broker.components.BuildContext` the node was built with.
+    :ivar listener: the HTTP :class:`~broker.channels.http.listener.Listener`.
     """
 
     def __init__(self, config, store, invoker, router, http, security, reactor):
