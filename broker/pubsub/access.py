@@ -80,8 +80,7 @@ class Access:
         self.definitions = dict(definitions)
         self.grants = dict(grants)
         self.anonymous = self.grants.get(ANONYMOUS) or Grant(ANONYMOUS)
-        self._api_headers = tuple(getattr(d, "_header", None) for d in self.definitions.values()
-                                  if getattr(d, "_header", None))
+        self._api_headers = tuple(d.key_header for d in self.definitions.values() if d.key_header)
         self.counters = {"authenticated": 0, "anonymous": 0, "auth_failures": 0, "denied": 0}
 
     def identify(self, headers, query=None, peer="", cid=None):
@@ -97,13 +96,13 @@ class Access:
         auth = headers.get("authorization", "")
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         offered = bool(auth) or any(
-            getattr(d, "_header", None) in headers for d in self.definitions.values())
+            d.key_header in headers for d in self.definitions.values())
         if not offered:
             self.counters["anonymous"] += 1
             return self.anonymous
         for name, definition in self.definitions.items():
             seen = headers
-            api_header = getattr(definition, "_header", None)
+            api_header = definition.key_header
             if api_header and bearer and api_header not in headers:
                 seen = {**headers, api_header: bearer}
             if not self._offers(definition, seen):
@@ -120,7 +119,7 @@ class Access:
     @staticmethod
     def _offers(definition, headers):
         """Only ask a definition that could accept these credentials (fewer false alarms)."""
-        api_header = getattr(definition, "_header", None)
+        api_header = definition.key_header
         if api_header:
             return api_header in headers
         scheme = headers.get("authorization", "").partition(" ")[0].lower()

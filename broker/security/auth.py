@@ -28,6 +28,7 @@ class SecurityDefinition:
 
     type = None
     scheme = None  # the OpenAPI securityScheme this definition maps to
+    key_header = None  # the lower-cased header an API key comes in, for key-based definitions
 
     def __init__(self, name):
         self.name = name
@@ -108,7 +109,7 @@ class APIKey(SecurityDefinition):
     def __init__(self, name, key, header="X-API-Key", caller=None):
         super().__init__(name)
         self.header = header
-        self._header = header.lower()
+        self.key_header = header.lower()
         self._key = (key or "").encode()
         self.caller = caller or name
         self.challenge = f'APIKey header="{header}"'
@@ -119,7 +120,7 @@ class APIKey(SecurityDefinition):
         return bool(self._key)
 
     def authenticate(self, request):
-        value = request.headers.get(self._header)
+        value = request.headers.get(self.key_header)
         if not value:
             raise self._reject("no API key", request)
         if not self._key:
