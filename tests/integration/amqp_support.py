@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from tests.integration.broker_process import wait_until  # noqa: F401 (the tests import it from here)
 
 HOST, PORT = "127.0.0.1", 5672
 
@@ -48,15 +49,7 @@ def get_one(channel, queue, timeout=15.0):
     return None
 
 
-def wait_until(predicate, timeout=20.0, interval=0.1):
-    """Poll ``predicate`` until it returns something truthy; that value, or None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
+
 
 
 def metrics(broker, name):

@@ -4,6 +4,7 @@ import http.client
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"HTTP listening on ([\d.]+):(\d+)")
 _READY = re.compile(r"broker \S+ ready")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout=30.0, interval=0.1):
+    """Poll ``predicate()`` (another process is doing the work) until it returns something
+    true; that value, or the last false one once ``timeout`` is over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_for(predicate, what="condition", timeout=30.0):
+    """:func:`wait_until`, failing the test when the wait runs out."""
+    value = wait_until(predicate, timeout)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 def twistd_command(*args):

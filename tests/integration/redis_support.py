@@ -7,6 +7,7 @@ import time
 import uuid
 
 from twisted.internet import defer, reactor, task
+from tests.integration.broker_process import free_port
 
 SHARED_PORT = 6379
 
@@ -15,11 +16,7 @@ def unique_prefix(what):
     return f"test:{what}:{uuid.uuid4().hex[:12]}:"
 
 
-def free_port():
-    """A TCP port nothing listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
 
 
 def sleep(seconds):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.broker_process import ROOT, BrokerProcess
+from tests.integration.broker_process import BrokerProcess, ROOT, free_port
 from tests.integration.ws_client import WSClient
 
 EXAMPLE = ROOT / "etc" / "examples" / "cluster"
@@ -19,10 +19,7 @@ EXAMPLE = ROOT / "etc" / "examples" / "cluster"
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx (apt-get install nginx)")
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import json
 import socket
 from base64 import b64decode, b64encode
 
-import pytest
 from lxml import etree
 
 

@@ -2,15 +2,13 @@
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.broker_process import BrokerProcess
+from tests.integration.broker_process import BrokerProcess, free_port, wait_for
 from tests.integration.ws_client import WSClient
 
 CONFIG = Path(__file__).parent / "configs" / "pubsub.yaml"
@@ -18,10 +16,7 @@ CONFIG = Path(__file__).parent / "configs" / "pubsub.yaml"
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
 
 
 class PrivateRedis:
@@ -48,11 +43,7 @@ class PrivateRedis:
             self.proc = None
 
 
-def wait_for(predicate, deadline=30):
-    end = time.monotonic() + deadline
-    while not predicate():
-        assert time.monotonic() < end, "condition never became true"
-        time.sleep(0.05)
+
 
 
 def counters(node):

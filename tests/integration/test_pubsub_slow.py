@@ -5,12 +5,11 @@ import json
 import os
 import socket
 import struct
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.broker_process import BrokerProcess
+from tests.integration.broker_process import BrokerProcess, wait_for
 from tests.integration.ws_client import WSClient
 
 CONFIG = Path(__file__).parent / "configs" / "pubsub.yaml"
@@ -82,12 +81,7 @@ def flood(broker, topic, count, size):
     assert acks == count
 
 
-def wait_for(predicate, deadline=30):
-    """Poll (the broker is another process); the deadline only stops a hung test."""
-    end = time.monotonic() + deadline
-    while not predicate():
-        assert time.monotonic() < end, "condition never became true"
-        time.sleep(0.1)
+
 
 
 def test_drop_oldest_keeps_memory_flat_and_counts_drops(broker):

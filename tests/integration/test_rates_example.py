@@ -9,12 +9,11 @@ import json
 import secrets
 import socket
 import subprocess
-import time
 import pytest
 import yaml
 
 from broker.registry import OUTGOING_TYPES, SECTIONS
-from tests.integration.broker_process import ROOT, BrokerProcess
+from tests.integration.broker_process import BrokerProcess, ROOT, wait_until
 
 needs_cache_and_scheduler = pytest.mark.skipif(
     not {"cache", "scheduler"} <= set(SECTIONS), reason="needs the cache and scheduler sections")
@@ -27,15 +26,7 @@ def get_json(broker, path, method="GET", **kwargs):
     return status, json.loads(body) if body else None
 
 
-def wait_until(check, timeout=30.0, every=0.1):
-    """Poll ``check()`` until it returns something true (a wait, not a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    return check()
+
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from broker.cache import RedisCache
 from broker.redis import RedisConnection
-from tests.integration.redis_support import (PrivateRedis, delete_prefix, free_port, sleep,
+from tests.integration.redis_support import (PrivateRedis, delete_prefix, free_port,
                                              unique_prefix, wait_until)
 
 VALUES = {

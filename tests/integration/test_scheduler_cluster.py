@@ -2,11 +2,10 @@
 
 import json
 import signal
-import time
 
 import pytest
 
-from tests.integration.broker_process import BrokerProcess
+from tests.integration.broker_process import BrokerProcess, wait_for
 from tests.integration.redis_support import delete_prefix, unique_prefix
 
 CONFIG = """\
@@ -31,14 +30,7 @@ def scheduler_metrics(node):
     return json.loads(body)["counters"]["scheduler"]
 
 
-def wait_for(predicate, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+
 
 
 @pytest.fixture

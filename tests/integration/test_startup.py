@@ -3,11 +3,9 @@
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import venv
 
-import pytest
 
 from tests.integration.broker_process import ROOT, BrokerProcess, twistd_command
 

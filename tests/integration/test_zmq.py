@@ -3,7 +3,6 @@ subprocess, real pyzmq peers in this process (and threads)."""
 
 import json
 import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,17 +11,14 @@ import pytest
 import zmq
 from lxml import etree
 
-from tests.integration.broker_process import BrokerProcess
+from tests.integration.broker_process import BrokerProcess, free_port
 
 CONFIG = Path(__file__).with_name("zmq_broker.yaml")
 _BOUND = re.compile(r"zmq (?:channel|outgoing) (\S+) \(\w+\) bound to (tcp://\S+)")
 WAIT = 20.0  # seconds before a test gives up waiting (a failure, never a pass)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 class Env:
@@ -34,7 +30,7 @@ class Env:
         self.pub.bind("tcp://127.0.0.1:*")
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.bind("tcp://127.0.0.1:*")
-        self.late = {name: f"tcp://127.0.0.1:{_free_port()}" for name in ("full", "queued")}
+        self.late = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("full", "queued")}
         env = {"ZMQ_TEST_PUB": self._last(self.pub), "ZMQ_TEST_PULL": self._last(self.pull),
                "ZMQ_TEST_PULL_LATE": self.late["full"], "ZMQ_TEST_PULL_QUEUED": self.late["queued"]}
         self.broker = BrokerProcess(config=CONFIG, env=env).start()
