@@ -8,8 +8,10 @@ import threading
 import pytest
 from twisted.internet.defer import CancelledError
 
-from broker.errors import ServiceUnavailable
+from broker.errors import ServiceUnavailable, Timeout
+from broker.services.base import Service
 from broker.services.threads import ThreadRunner
+from broker.testing import call_service
 from tests.unit.fake_reactor import ThreadedClock
 
 
@@ -81,6 +83,28 @@ def test_a_call_whose_caller_gave_up_holds_its_place_until_it_returns(make_runne
     assert answers == [42]
     assert runner.metrics() == {"calls": 3, "rejected": 1, "abandoned": 2, "left_running": 0,
                                 "running": 0, "queued": 0}
+
+
+def test_calls_the_invoker_timed_out_still_fill_the_pool(make_runner, blocker):
+    clock, runner = make_runner(max_threads=1, max_queue=1)
+
+    class Blocking(Service):
+        name = "test.blocking"
+
+        def handle(self):
+            return self.run_in_thread(blocker.call)
+
+    outcomes = []
+    for _ in range(2):
+        call_service(Blocking, clock=clock, threads=runner).addBoth(outcomes.append)
+    blocker.wait_started()
+    clock.advance(30)  # the invoker's service_timeout
+    assert [failure.check(Timeout) for failure in outcomes] == [Timeout, Timeout]
+    call_service(Blocking, clock=clock, threads=runner).addBoth(outcomes.append)
+    assert outcomes[2].check(ServiceUnavailable)
+    blocker.release.set()
+    clock.run_next(), clock.run_next()
+    assert runner.pending == 0 and runner.counters["abandoned"] == 2
 
 
 def test_a_failing_call_fails_its_deferred(make_runner):
