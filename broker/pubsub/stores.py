@@ -164,8 +164,9 @@ class RedisStore:
         delay = min(self.retry_delay * 2 ** min(self._refusals, 32), self.retry_max_delay)
         if not self._refusals:
             log.warn("pub/sub backplane: redis {host}:{port} refused SUBSCRIBE {bus}: {error}; "
-                     "trying again every {delay}s to {max_delay}s (/broker/health is not ok "
-                     "until it works)", host=self.connection.host, port=self.connection.port,
+                     "trying again in {delay}s, then less often (at most {max_delay}s apart); "
+                     "/broker/health is not ok until it works", host=self.connection.host,
+                     port=self.connection.port,
                      bus=self.bus.decode(), error=failure.getErrorMessage(), delay=delay,
                      max_delay=self.retry_max_delay)
         self._refusals += 1
