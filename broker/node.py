@@ -106,10 +106,11 @@ def build_node(path, listen=None, reactor=None):
 
     security = {section.name: build_security(section) for section in config.security}
     resources = Resources()
-    threads = ThreadRunner(reactor, limits.threads, limits.thread_queue)
+    threads = ThreadRunner(reactor, limits.threads, limits.thread_queue, limits.thread_stop_timeout)
     invoker = Invoker(store, reactor=reactor, threads=threads, timeout=limits.service_timeout,
                       max_depth=limits.max_invoke_depth, resources=resources)
     resources.metrics["invoker"] = lambda: invoker.counters
+    resources.metrics["threads"] = threads.metrics
 
     router = Router()
     app = HTTPApp(router, invoker, access_log=config.http.access_log)

@@ -45,6 +45,7 @@ LIMITS = Schema("limits", {
     "max_invoke_depth": Field(Int(min=1, max=256), default=16),
     "threads": Field(Int(min=1, max=512), default=10),
     "thread_queue": Field(Int(min=1), default=1000),
+    "thread_stop_timeout": Field(Duration(), default=10.0),
 })
 
 class _Schemas(Mapping):

@@ -69,6 +69,11 @@ PUBSUB = Schema("pubsub", {
                        doc="Redis key prefix; nodes of one cluster share it"),
     "history": Field(Int(min=0, max=1_000_000), default=100, doc="messages kept per topic"),
     "history_ttl": Field(Duration(min=1), default="1d", doc="Redis: a quiet topic's history expires"),
+    "bus_retry_delay": Field(Duration(min=0.01, max=3600), default="1s",
+                             doc="Redis: wait before SUBSCRIBE to the bus is tried again "
+                                 "after Redis refused it (doubling after each refusal)"),
+    "bus_retry_max_delay": Field(Duration(min=0.01, max=3600), default="30s",
+                                 doc="Redis: the longest wait between SUBSCRIBE retries"),
     "max_topics": Field(Int(min=1), default=10_000, doc="memory: topics whose history is kept"),
     "max_replay": Field(Int(min=1, max=1_000_000), default=1000, doc="messages one resume replays"),
     "overflow": Field(Choice("drop_oldest", "close"), default="drop_oldest"),
@@ -95,6 +100,11 @@ class PubSubService(Service):
         if start is not None:
             start()
 
+    def stopService(self):
+        super().stopService()
+        stop = getattr(self.hub.store, "stop", None)
+        return stop() if stop is not None else None
+
 
 def build_pubsub(section, ctx):
     """The node's topics from the checked ``pubsub`` section; None when disabled."""
@@ -116,8 +126,9 @@ def build_pubsub(section, ctx):
     policies.append(TopicPolicy("#", section.history, section.overflow))
     if section.redis:
         connection = ctx.connection(section, "redis", "redis")
-        store = RedisStore(connection, section.namespace, ctx.reactor, section.history_ttl)
-        ctx.resources.health["pubsub"] = lambda: {"ok": store.bus_up, "backplane": "redis"}
+        store = RedisStore(connection, section.namespace, ctx.reactor, section.history_ttl,
+                           section.bus_retry_delay, section.bus_retry_max_delay)
+        ctx.resources.health["pubsub"] = store.health
     else:
         store = MemoryStore(ctx.reactor, section.max_topics)
     hub = Hub(store, policies, section.max_message_size, section.max_replay, ctx.reactor)

@@ -83,20 +83,28 @@ class RedisStore:
     :param connection: a :class:`~broker.redis.connection.RedisConnection`.
     :param namespace: the key prefix shared by the nodes of one cluster.
     :param history_ttl: seconds a topic's stream lives after its last message.
+    :param retry_delay: seconds before SUBSCRIBE is tried again after Redis refused it;
+        doubled after each refusal, up to ``retry_max_delay``.
     """
 
-    def __init__(self, connection, namespace, reactor, history_ttl=86400.0):
+    def __init__(self, connection, namespace, reactor, history_ttl=86400.0, retry_delay=1.0,
+                 retry_max_delay=30.0):
         self.connection = connection
         self.reactor = reactor
         self.ns = namespace
         self.bus = f"{namespace}:bus".encode()
         self.history_ttl_ms = int(history_ttl * 1000)
+        self.retry_delay = retry_delay
+        self.retry_max_delay = retry_max_delay
         self.hub = None
         self.subscriber = None
         self.bus_up = False
+        self.bus_error = None
         self._ever_up = False
+        self._refusals = 0      # SUBSCRIBE refusals in a row
+        self._retry = None
         self.counters = {"bus_messages": 0, "bus_malformed": 0, "bus_reconnects": 0,
-                         "redis_errors": 0}
+                         "bus_subscribe_failures": 0, "redis_errors": 0}
 
     def attach(self, hub):
         self.hub = hub
@@ -110,19 +118,17 @@ class RedisStore:
     # -- lifecycle ------------------------------------------------------------
 
     def start(self):
-        """Connect the bus subscriber (it resubscribes by itself after a reconnect)."""
+        """Connect the bus subscriber (it subscribes again after each reconnect)."""
         import txredisapi
         store = self
 
         class BusSubscriber(txredisapi.SubscriberProtocol):
-            @defer.inlineCallbacks
             def connectionMade(self):
-                yield txredisapi.SubscriberProtocol.connectionMade(self)
-                yield self.subscribe([store.bus])
-                store._bus_connected()
+                ready = txredisapi.SubscriberProtocol.connectionMade(self)  # AUTH, SELECT
+                ready.addCallback(lambda _: store._subscribe(self) if self.connected else None)
 
             def connectionLost(self, reason):
-                store.bus_up = False
+                store._bus_lost()
                 return txredisapi.SubscriberProtocol.connectionLost(self, reason)
 
             def messageReceived(self, pattern, channel, message):
@@ -130,8 +136,55 @@ class RedisStore:
 
         self.subscriber = self.connection.subscriber(BusSubscriber)
 
+    def stop(self):
+        """Close the bus subscriber; a Deferred firing once it is closed."""
+        self._cancel_retry()
+        subscriber, self.subscriber = self.subscriber, None
+        if subscriber is None:
+            return defer.succeed(None)
+        return self.connection.close_subscriber(subscriber)
+
+    def health(self):
+        report = {"ok": self.bus_up, "backplane": "redis"}
+        if self.bus_error is not None:
+            report["error"] = self.bus_error
+        return report
+
+    def _subscribe(self, protocol):
+        self._retry = None
+        protocol.subscribe([self.bus]).addCallbacks(
+            lambda _: self._bus_connected(), self._subscribe_failed, errbackArgs=(protocol,))
+
+    def _subscribe_failed(self, failure, protocol):
+        """Redis refused SUBSCRIBE: logged once, counted, tried again later on this connection."""
+        if not protocol.connected:
+            return  # the connection went; its reconnect subscribes again
+        self.counters["bus_subscribe_failures"] += 1
+        self.bus_error = f"SUBSCRIBE failed: {failure.getErrorMessage()}"
+        delay = min(self.retry_delay * 2 ** min(self._refusals, 32), self.retry_max_delay)
+        if not self._refusals:
+            log.warn("pub/sub backplane: redis {host}:{port} refused SUBSCRIBE {bus}: {error}; "
+                     "trying again in {delay}s, then less often (at most {max_delay}s apart); "
+                     "/broker/health is not ok until it works", host=self.connection.host,
+                     port=self.connection.port,
+                     bus=self.bus.decode(), error=failure.getErrorMessage(), delay=delay,
+                     max_delay=self.retry_max_delay)
+        self._refusals += 1
+        self._retry = self.reactor.callLater(delay, self._subscribe, protocol)
+
+    def _bus_lost(self):
+        self.bus_up = False
+        self._cancel_retry()
+
+    def _cancel_retry(self):
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
     def _bus_connected(self):
         self.bus_up = True
+        self.bus_error = None
+        self._refusals = 0
         if self._ever_up:
             self.counters["bus_reconnects"] += 1
             log.warn("pub/sub backplane reconnected: sessions resume from their last message")

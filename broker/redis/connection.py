@@ -83,7 +83,8 @@ class RedisConnection(Service):
         self.reactor = reactor
         self.breaker = CircuitBreaker(reactor, breaker_failures, breaker_reset, name=f"redis {name}")
         self.counters = {"commands": 0, "failures": 0, "timeouts": 0, "command_errors": 0,
-                         "connects": 0, "disconnects": 0, "waiting_full": 0}
+                         "connects": 0, "disconnects": 0, "waiting_full": 0,
+                         "handshake_failures": 0}
         self._factory = None
         self._waiting = []
         self._subscribers = []
@@ -103,8 +104,7 @@ class RedisConnection(Service):
         factory, self._factory = self._factory, None
         for waiter in list(self._waiting):
             waiter.cancel()
-        stopping = [sub.disconnect() for sub in self._subscribers]
-        self._subscribers = []
+        stopping = [self.close_subscriber(sub) for sub in list(self._subscribers)]
         if factory is not None:
             stopping.append(factory.disconnect())
         return defer.gatherResults(stopping, consumeErrors=True).addErrback(lambda _: None)
@@ -121,6 +121,7 @@ class RedisConnection(Service):
                 charset=None, password=self._password, replyTimeout=None,
                 convertNumbers=False)
             factory.owner = self
+            factory.deferred.addErrback(self._handshake_failed)
             factory.startConnecting(txredisapi._makeEndpoint(self.host, self.port,
                                                              self.connect_timeout))
             self._factory = factory
@@ -133,6 +134,11 @@ class RedisConnection(Service):
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
             waiter.callback(None)
+
+    def _handshake_failed(self, failure):
+        """AUTH or SELECT refused: txredisapi gives up on that connection; say why, once."""
+        self.counters["handshake_failures"] += 1
+        log.error("redis {name}: {error}", name=self.conn_name, error=failure.getErrorMessage())
 
     def _connection_lost(self):
         self.counters["disconnects"] += 1
@@ -183,7 +189,7 @@ class RedisConnection(Service):
 
         ``protocol_class`` subclasses ``txredisapi.SubscriberProtocol`` and
         subscribes in its own ``connectionMade`` (so again after a reconnect).
-        The connection is closed when this one stops.
+        The connection is closed by :meth:`close_subscriber`, or when this one stops.
         """
         import txredisapi  # noqa: PLC0415
         factory = txredisapi.SubscriberFactory()
@@ -193,10 +199,17 @@ class RedisConnection(Service):
         factory.dbid = self.db
         factory.replyTimeout = None
         factory.convertNumbers = False
+        factory.deferred.addErrback(self._handshake_failed)
         factory.startConnecting(txredisapi._makeEndpoint(self.host, self.port,
                                                          self.connect_timeout))
         self._subscribers.append(factory)
         return factory
+
+    def close_subscriber(self, factory):
+        """Close a connection :meth:`subscriber` started; a Deferred firing once it is closed."""
+        if factory in self._subscribers:
+            self._subscribers.remove(factory)
+        return factory.disconnect()
 
     @property
     def connection_name(self):

@@ -50,6 +50,10 @@ def twistd_command(*args):
 class BrokerProcess:
     """A broker subprocess; ``port`` is known once it is listening.
 
+    It listens where ``BROKER_LISTEN`` says (default: a free port), passed as
+    ``--listen`` unless ``args`` has one, so a config's own ``http.listen`` (the
+    samples' 17010) never collides with a broker already running; no pidfile.
+
     :param config: the config file (default: the sample ``etc/broker.yaml``).
     :param env: extra environment variables.
     """
@@ -62,6 +66,8 @@ class BrokerProcess:
                     "BROKER_ADMIN_PASSWORD": self.admin_password, "BROKER_API_KEY": self.api_key,
                     **(env or {})}
         self.args = list(args)
+        if not any(arg.startswith("--listen") for arg in self.args):
+            self.args += ["--listen", self.env["BROKER_LISTEN"]]
         self.lines = []
         self.port = None
         self._proc = None

@@ -8,12 +8,14 @@ connections (``rabbitmqctl close_all_connections``) and is stopped and started
 dead-letter queue) and accounts each tag as delivered, duplicated or lost
 (after rabbitmq/jepsen's ``total_queue``).  Runs in a vhost of its own so only
 the test's connections are dropped; ``stop_app`` does stop the whole node
-briefly (``start_app`` runs in a ``finally``).
+briefly (``start_app`` runs in a ``finally``), so it runs only when asked:
+``BROKER_TEST_RESTART=1`` (``.ci/run`` sets it).
 """
 
 import collections
 import http.client
 import json
+import os
 import threading
 import time
 from base64 import b64encode
@@ -25,7 +27,12 @@ from tests.integration.amqp_support import (blocking_connection, health, metrics
                                             requires_rabbitmq, suffix, wait_until)
 from tests.integration.broker_process import ROOT, BrokerProcess
 
-pytestmark = requires_rabbitmq
+pytestmark = [
+    pytest.mark.skipif(os.environ.get("BROKER_TEST_RESTART") != "1",
+                       reason="stops and starts the RabbitMQ app for everyone using it: "
+                              "set BROKER_TEST_RESTART=1 to run it (.ci/run does)"),
+    requires_rabbitmq,
+]
 
 N = 1500
 SENDERS = 32

@@ -32,6 +32,7 @@ def test_health_and_metrics(broker):
     counters = _json(broker.request("GET", "/broker/metrics")[2])["counters"]
     assert counters["invoker"]["invocations"] >= 1
     assert counters["http"]
+    assert {"running": 0, "queued": 0, "rejected": 0}.items() <= counters["threads"].items()
 
 
 def test_echo_json(broker):

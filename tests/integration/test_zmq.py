@@ -26,14 +26,21 @@ class Env:
 
     def __init__(self):
         self.ctx = zmq.Context()
-        self.pub = self.ctx.socket(zmq.XPUB)  # XPUB: we see the broker's subscriptions
-        self.pub.bind("tcp://127.0.0.1:*")
-        self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.bind("tcp://127.0.0.1:*")
-        self.late = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("full", "queued")}
-        env = {"ZMQ_TEST_PUB": self._last(self.pub), "ZMQ_TEST_PULL": self._last(self.pull),
-               "ZMQ_TEST_PULL_LATE": self.late["full"], "ZMQ_TEST_PULL_QUEUED": self.late["queued"]}
-        self.broker = BrokerProcess(config=CONFIG, env=env).start()
+        self.ctx.setsockopt(zmq.LINGER, 0)  # every socket: closing never waits for a peer
+        self.broker = None
+        try:
+            self.pub = self.ctx.socket(zmq.XPUB)  # XPUB: we see the broker's subscriptions
+            self.pub.bind("tcp://127.0.0.1:*")
+            self.pull = self.ctx.socket(zmq.PULL)
+            self.pull.bind("tcp://127.0.0.1:*")
+            self.late = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("full", "queued")}
+            env = {"ZMQ_TEST_PUB": self._last(self.pub), "ZMQ_TEST_PULL": self._last(self.pull),
+                   "ZMQ_TEST_PULL_LATE": self.late["full"],
+                   "ZMQ_TEST_PULL_QUEUED": self.late["queued"]}
+            self.broker = BrokerProcess(config=CONFIG, env=env).start()
+        except BaseException:
+            self.close()  # a context left open with its sockets blocks exit in Context.term
+            raise
         self.endpoints = dict(_BOUND.findall(self.broker.output))
 
     @staticmethod
@@ -42,7 +49,6 @@ class Env:
 
     def socket(self, kind, name=None, **options):
         sock = self.ctx.socket(kind)
-        sock.setsockopt(zmq.LINGER, 0)
         for option, value in options.items():
             sock.setsockopt(getattr(zmq, option), value)
         if name is not None:
@@ -64,8 +70,11 @@ class Env:
         return json.loads(body)
 
     def close(self):
-        self.broker.stop()
-        self.ctx.destroy(linger=0)
+        try:
+            if self.broker is not None:
+                self.broker.stop()
+        finally:
+            self.ctx.destroy(linger=0)
 
 
 @pytest.fixture(scope="module")

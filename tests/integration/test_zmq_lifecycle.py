@@ -36,23 +36,25 @@ outgoing:
 def test_an_address_in_use_stops_startup_with_one_line(tmp_path):
     holder = zmq.Context.instance().socket(zmq.PULL)
     holder.setsockopt(zmq.LINGER, 0)
-    holder.bind("tcp://127.0.0.1:*")
-    taken = holder.getsockopt(zmq.LAST_ENDPOINT).decode()
-    broker = BrokerProcess(config=_config(tmp_path, taken))
-    with pytest.raises(RuntimeError) as info:
-        broker.start()
-    holder.close()
+    try:
+        holder.bind("tcp://127.0.0.1:*")
+        taken = holder.getsockopt(zmq.LAST_ENDPOINT).decode()
+        broker = BrokerProcess(config=_config(tmp_path, taken))
+        with pytest.raises(RuntimeError) as info:
+            broker.start()
+    finally:
+        holder.close()
     assert f"broker: zmq channel rr.slow: cannot use {taken}: Address already in use" in str(info.value)
     assert "Traceback" not in str(info.value)
 
 
 def test_sigterm_lets_running_requests_answer_then_closes(tmp_path):
     broker = BrokerProcess(config=_config(tmp_path, "tcp://127.0.0.1:*")).start()
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
     try:
         endpoint = next(line.split(" bound to ")[1].strip() for line in broker.lines
                         if "zmq channel rr.slow" in line and " bound to " in line)
-        dealer = zmq.Context.instance().socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
         dealer.connect(endpoint)
         dealer.send_multipart([b"", json.dumps({"text": "late", "delay_ms": 500}).encode()])
         deadline = time.monotonic() + 20
@@ -66,8 +68,8 @@ def test_sigterm_lets_running_requests_answer_then_closes(tmp_path):
         code = broker.stop()
         assert dealer.poll(5000), "the running request was not answered before shutdown"
         assert json.loads(dealer.recv_multipart()[1]) == {"text": "late"}
-        dealer.close()
     finally:
+        dealer.close()
         broker.stop()
     assert code in (0, -signal.SIGTERM)  # twistd re-raises SIGTERM after a clean stop
     assert "zmq channel rr.slow closed" in broker.output

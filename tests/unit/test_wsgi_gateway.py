@@ -1,10 +1,8 @@
 """The WSGI gateway's own logic: a full pool, the start timeout, close(); fake reactor, real threads."""
 
-import queue
 import threading
 
 import pytest
-from twisted.internet.testing import MemoryReactorClock
 
 from broker.channels.http.protocol import HTTPRequest, HTTPResponse
 from broker.errors import ServiceUnavailable, Unauthorized
@@ -12,21 +10,7 @@ from broker.security.auth import BasicAuth
 from broker.wsgi.gateway import WSGIGateway
 from broker.wsgi.loading import load_callable
 from broker.wsgi.pool import WorkerPool
-
-
-class ThreadedClock(MemoryReactorClock):
-    """A fake reactor whose callFromThread queues calls for the test thread to run."""
-
-    def __init__(self):
-        super().__init__()
-        self.from_threads = queue.Queue()
-
-    def callFromThread(self, f, *args):
-        self.from_threads.put((f, args))
-
-    def run_next(self):
-        f, args = self.from_threads.get(timeout=30)
-        f(*args)
+from tests.unit.fake_reactor import ThreadedClock
 
 
 def _request(path="/app/x", headers=None):

@@ -123,6 +123,9 @@ def test_router_answers_each_dealer_and_counts_replies_to_gone_clients():
     leaves.send_multipart([b'{"who": "leaves"}'])
     ctx.reactor.advance(0)
     assert len(ctx.invoker.calls) == 2
+    # close() alone hands the socket to ZeroMQ's reaper thread, which tells the ROUTER some time
+    # later (under load: after the reply below); an inproc disconnect() tells it now.
+    leaves.disconnect(address)
     leaves.close()
     stays.send_multipart([b"", b"invalid"])  # answered at once: an error reply
     channel.socket.doRead()  # the FD event a real reactor would see
