@@ -33,6 +33,7 @@ COUNTERS = (
     "headers_too_large",     # 431: head over max_header_size
     "too_many_headers",      # 431: over max_header_count
     "malformed",             # 400 (and 505)
+    "unsupported_transfer_coding",  # 501: a Transfer-Encoding other than chunked
     "upgrades",              # connections handed to another protocol
 )
 
