@@ -80,6 +80,17 @@ class Recorder(Protocol):
         self.lost = reason
 
 
+class UnreadTransport(StringTransportWithDisconnection):
+    """A client that takes nothing more: a graceful close waits for ever; an abort ends it."""
+
+    def loseConnection(self):
+        self.disconnecting = True
+
+    def abortConnection(self):
+        self.disconnected = True
+        StringTransportWithDisconnection.loseConnection(self)
+
+
 class Response:
     """One parsed response from the transport's bytes."""
 
@@ -118,12 +129,13 @@ def request(method="GET", path="/", body=b"", version="1.1", headers=()):
 class ProtocolTestCase(SynchronousTestCase):
     """Builds one connection per test."""
 
-    def connect(self, handler=None, limits=HTTPLimits(), now=0.0, **kwargs):
+    def connect(self, handler=None, limits=HTTPLimits(), now=0.0,
+                transport=StringTransportWithDisconnection, **kwargs):
         self.clock = MemoryReactorClock()
         self.clock.advance(now)
         self.handler = handler or FakeHandler()
         self.factory = HTTPServerFactory(self.handler, limits, reactor=self.clock, **kwargs)
-        self.transport = StringTransportWithDisconnection(peerAddress=PEER)
+        self.transport = transport(peerAddress=PEER)
         self.protocol = self.factory.buildProtocol(PEER)
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
@@ -433,9 +445,14 @@ class PipeliningTests(ProtocolTestCase):
         self.protocol.resumeProducing()
         self.assertEqual(self.transport.producerState, "producing")
 
+
+
+class WriteTimeoutTests(ProtocolTestCase):
+    """A client must take our answers within write_timeout, or the connection is aborted."""
+
     def test_unread_answers_abort(self):
-        """A client leaving our answers unread for idle_timeout is aborted."""
-        self.connect(limits=HTTPLimits(idle_timeout=5))
+        """Paused by the transport (its buffer full) for write_timeout: aborted and counted."""
+        self.connect(limits=HTTPLimits(write_timeout=5, idle_timeout=60))
         self.send(request())
         self.protocol.pauseProducing()
         self.clock.advance(4.9)
@@ -443,7 +460,55 @@ class PipeliningTests(ProtocolTestCase):
         self.clock.advance(0.2)
         self.assertClosed()
         self.assertTrue(self.transport.disconnected, "aborted, not waiting for the buffer")
-        self.assertEqual(self.factory.counters["idle_timeouts"], 1)
+        self.assertEqual((self.factory.counters["write_timeouts"],
+                          self.factory.counters["idle_timeouts"]), (1, 0))
+
+    def test_answers_taken_in_time_keep_the_connection(self):
+        """Resumed (the buffer drained) before the deadline: no abort, keep-alive as before."""
+        self.connect(limits=HTTPLimits(write_timeout=5, idle_timeout=60))
+        self.send(request())
+        self.protocol.pauseProducing()
+        self.clock.advance(4.9)
+        self.protocol.resumeProducing()
+        self.clock.advance(30)
+        self.assertOpen()
+        self.assertEqual(self.factory.counters["write_timeouts"], 0)
+
+    def test_a_last_answer_not_taken_is_aborted_after_write_timeout(self):
+        """Connection: close waits for the answer to drain, at most write_timeout; the slot is freed."""
+        self.connect(limits=HTTPLimits(write_timeout=5), transport=UnreadTransport)
+        self.send(request(headers=[("Connection", "close")]))
+        self.assertEqual(self.responses()[0].status, 200)
+        self.assertTrue(self.transport.disconnecting)
+        self.clock.advance(4.9)
+        self.assertFalse(self.transport.disconnected)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1, "the connection's one timer")
+        self.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnected, "aborted")
+        self.assertEqual(self.factory.counters["write_timeouts"], 1)
+        self.assertEqual(self.factory.open_connections, 0)
+
+    def test_an_idle_close_not_taken_is_aborted_after_write_timeout(self):
+        """A kept-alive connection closed for idleness with answers unread is aborted in turn."""
+        self.connect(limits=HTTPLimits(write_timeout=5, idle_timeout=60), transport=UnreadTransport)
+        self.send(request())
+        self.clock.advance(60)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(5)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual((self.factory.counters["idle_timeouts"],
+                          self.factory.counters["write_timeouts"]), (1, 1))
+
+    def test_a_close_completed_in_time_is_not_counted(self):
+        """The client took the last answer: the close completes and the deadline is gone."""
+        self.connect(limits=HTTPLimits(write_timeout=5), transport=UnreadTransport)
+        self.send(request(headers=[("Connection", "close")]))
+        StringTransportWithDisconnection.loseConnection(self.transport)  # the buffer drained
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertFalse(self.transport.disconnected)
+        self.assertEqual(self.factory.counters["write_timeouts"], 0)
 
 
 class BodyTests(ProtocolTestCase):
@@ -903,7 +968,8 @@ class ConnectionLimitTests(ProtocolTestCase):
     def test_counters_move_on_each_trip(self):
         """Each request, limit trip, deadline, upgrade and refusal adds one to its counter."""
         limits = HTTPLimits(max_header_count=5, max_header_size=1024, max_body_size=10,
-                            max_connections=3, header_timeout=10, body_timeout=10, idle_timeout=10)
+                            max_connections=3, header_timeout=10, body_timeout=10, idle_timeout=10,
+                            write_timeout=10)
         self.connect(UpgradingHandler(), limits)
         self.send(request() + request())
         for data in (b"BAD REQUEST\r\n\r\n",
@@ -916,14 +982,18 @@ class ConnectionLimitTests(ProtocolTestCase):
         self.open_connection()[0].dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n")
         self.clock.advance(10)
         self.open_connection()[0].dataReceived(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab")
+        stalled = self.open_connection()[0]
+        stalled.dataReceived(request())
+        stalled.pauseProducing()
         self.clock.advance(10)
         for _ in range(3):
             self.open_connection()
         self.assertEqual(self.factory.open_connections, 3)
         self.assertEqual(self.factory.counters, {
-            "connections": 11, "requests": 2, "rejected_connections": 1, "header_timeouts": 1,
-            "body_timeouts": 1, "idle_timeouts": 1, "body_too_large": 1, "headers_too_large": 1,
-            "too_many_headers": 1, "malformed": 1, "unsupported_transfer_coding": 1, "upgrades": 1})
+            "connections": 12, "requests": 3, "rejected_connections": 1, "header_timeouts": 1,
+            "body_timeouts": 1, "idle_timeouts": 1, "write_timeouts": 1, "body_too_large": 1,
+            "headers_too_large": 1, "too_many_headers": 1, "malformed": 1,
+            "unsupported_transfer_coding": 1, "upgrades": 1})
 
 
 class RequestTypeTests(SynchronousTestCase):

@@ -9,7 +9,7 @@ per request unless access logging is on.
 It is a correct HTTP/1.1 server: keep-alive, pipelining answered strictly in
 order, ``Expect: 100-continue``, HEAD, chunked bodies (no other transfer
 coding: 501), one ``Host`` per HTTP/1.1 request, limits on head and
-body sizes, slowloris/idle/body deadlines, back-pressure both ways, and the
+body sizes, slowloris/idle/body/write deadlines, back-pressure both ways, and the
 hand-over of ``Upgrade`` requests (WebSocket) to another protocol.
 """
 
@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from broker.channels.fastwrite import write_now
-from broker.channels.http.limits import COUNTERS, HEADER, IDLE, FlowControl, HTTPLimits
+from broker.channels.http.limits import COUNTERS, DRAINING, HEADER, IDLE, FlowControl, HTTPLimits
 from broker.channels.http.streaming import HTTPStream, StreamWriter
 from broker.channels.http.upgrade import UpgradeHandOver
 from broker.channels.http.wire import (
@@ -496,17 +496,19 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             self._refuse(400, "Malformed request", "malformed")
 
     def _close(self, abort=False):
+        """Close after what was written is taken (within ``write_timeout``), or at once."""
         if self._closing:
             return
         self._closing = self._discard = True
         self._queue.clear()
-        self._cancel_timer()
         if self._registered:
             self._registered = False
             self.transport.unregisterProducer()
         if abort:
+            self._cancel_timer()
             self.transport.abortConnection()
         else:
+            self._arm(DRAINING, self._limits.write_timeout)
             self.transport.loseConnection()
 
 class HTTPServerFactory(Factory):
