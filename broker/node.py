@@ -133,7 +133,8 @@ def build_node(path, listen=None, reactor=None):
         max_body_size=limits.max_body_size, max_header_count=limits.max_header_count,
         max_header_size=limits.max_header_size, header_timeout=limits.header_timeout,
         idle_timeout=limits.idle_timeout, body_timeout=limits.body_timeout,
-        max_pipelined=limits.max_pipelined, max_connections=limits.max_connections)
+        write_timeout=limits.write_timeout, max_pipelined=limits.max_pipelined,
+        max_connections=limits.max_connections)
     factory = HTTPServerFactory(app, http_limits, reactor=reactor,
                                 server_header=config.http.server_header, access_log=app.access_log)
     node.http = factory

@@ -39,6 +39,9 @@ LIMITS = Schema("limits", {
     "header_timeout": Field(Duration(), default=10.0),
     "body_timeout": Field(Duration(), default=30.0),
     "idle_timeout": Field(Duration(), default=60.0),
+    "write_timeout": Field(Duration(min=0.1), default=60.0,
+                           doc="a client must take what we wrote (answers, WebSocket frames) "
+                               "within it, or its connection is aborted"),
     "max_pipelined": Field(Int(min=1, max=1024), default=16),
     "max_connections": Field(Int(min=1), default=1024),
     "service_timeout": Field(Duration(), default=30.0),

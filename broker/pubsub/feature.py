@@ -146,7 +146,8 @@ def build_pubsub(section, ctx):
     ws = section.websocket
     if ws.enabled:
         from broker.channels.websocket.protocol import PubSubFactory
-        factory = PubSubFactory(hub, access, ctx.invoker, ws, ctx.reactor)
+        factory = PubSubFactory(hub, access, ctx.invoker, ws, ctx.reactor,
+                                ctx.config.limits.write_timeout)
         ctx.http_app.upgrade_handlers[ws.path] = factory.upgrade
         ctx.resources.metrics["websocket"] = factory.metrics
         hub.websocket = factory

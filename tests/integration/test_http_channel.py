@@ -160,6 +160,32 @@ def test_body_over_limit_is_413_before_reading(broker):
     assert answer.startswith(b"HTTP/1.1 413 ")
 
 
+def _raw(broker, data):
+    """Send raw bytes; everything the broker answers until it closes."""
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=5) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_host_and_transfer_encoding_framing_refused_on_the_wire(broker):
+    """HTTP/1.1 without Host or with two is 400; a coding before chunked is 501; JSON bodies."""
+    cases = [(b"GET /broker/ping HTTP/1.1\r\n\r\n", b"400 "),
+             (b"GET /broker/ping HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"400 "),
+             (b"POST /demo/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: gzip, chunked\r\n\r\nc\r\n{\"text\":\"a\"}\r\n0\r\n\r\n", b"501 ")]
+    for data, status in cases:
+        answer = _raw(broker, data)
+        assert answer.startswith(b"HTTP/1.1 " + status), answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["result"] == "Error"
+    old = _raw(broker, b"GET /broker/ping HTTP/1.0\r\n\r\n")
+    assert old.startswith(b"HTTP/1.1 200 "), old
+    counters = _json(broker.request("GET", "/broker/metrics")[2])["counters"]["http"]
+    assert counters["malformed"] >= 2 and counters["unsupported_transfer_coding"] >= 1
+
+
 def test_head_has_no_body(broker):
     """HEAD answers the GET's headers with no body."""
     status, headers, body = broker.request("HEAD", "/broker/ping")

@@ -5,36 +5,17 @@ system's trust store does not know it, so the default (verify) refuses it; trust
 with ``tls_ca_file`` accepts it; ``tls_verify: false`` skips the check.
 """
 
-import datetime
 import shutil
 import tempfile
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from twisted.internet import defer, reactor, ssl
+from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
 from broker.outgoing.errors import ConnectionFailed
 from broker.outgoing.http import HTTP_OUTGOING, HTTPConnection
-
-
-def _cert(subject, issuer, public_key, signing_key, ca, names=()):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-               .public_key(public_key).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                                        critical=False)
-    return builder.sign(signing_key, hashes.SHA256())
+from tests.tls_support import make_pki
 
 
 def temporary_directory(test):
@@ -42,19 +23,6 @@ def temporary_directory(test):
     path = Path(tempfile.mkdtemp(prefix="broker-test-tls-"))
     test.addCleanup(shutil.rmtree, path, True)
     return path
-
-
-def make_pki(tmp):
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("broker test CA", "broker test CA", ca_key.public_key(), ca_key, True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert("localhost", "broker test CA", key.public_key(), ca_key, False, ["localhost"])
-    ca_file = tmp / "ca.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    pem = (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-           + cert.public_bytes(serialization.Encoding.PEM))
-    return str(ca_file), ssl.PrivateCertificate.loadPEM(pem)
 
 
 class Hello(resource.Resource):
@@ -68,7 +36,8 @@ class OutgoingHTTPSTests(TestCase):
 
     def setUp(self):
         tmp = temporary_directory(self)
-        self.ca_file, certificate = make_pki(tmp)
+        pki = make_pki(tmp)
+        self.ca_file, certificate = pki.ca_file, pki.certificate
         site = server.Site(Hello())
         site.noisy = False
         self.port = reactor.listenSSL(0, site, certificate.options(), interface="127.0.0.1")

@@ -6,10 +6,12 @@ from websockets.sync.client import connect
 
 
 class WSClient:
-    """A connection to a broker's ``/ws`` speaking the JSON protocol."""
+    """A connection to a broker's ``/ws`` speaking the JSON protocol (``wss://`` when given
+    an ``ssl`` context)."""
 
-    def __init__(self, port, path="/ws", headers=None, timeout=10, **kwargs):
-        self.ws = connect(f"ws://127.0.0.1:{port}{path}", additional_headers=headers or {},
+    def __init__(self, port, path="/ws", headers=None, timeout=10, host="127.0.0.1", **kwargs):
+        scheme = "wss" if kwargs.get("ssl") is not None else "ws"
+        self.ws = connect(f"{scheme}://{host}:{port}{path}", additional_headers=headers or {},
                           open_timeout=timeout, close_timeout=2, **kwargs)
         self.ws.__enter__()   # closed by close(); websockets >= 17.1 wants it entered
         self.timeout = timeout

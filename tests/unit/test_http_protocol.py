@@ -80,6 +80,17 @@ class Recorder(Protocol):
         self.lost = reason
 
 
+class UnreadTransport(StringTransportWithDisconnection):
+    """A client that takes nothing more: a graceful close waits for ever; an abort ends it."""
+
+    def loseConnection(self):
+        self.disconnecting = True
+
+    def abortConnection(self):
+        self.disconnected = True
+        StringTransportWithDisconnection.loseConnection(self)
+
+
 class Response:
     """One parsed response from the transport's bytes."""
 
@@ -118,12 +129,13 @@ def request(method="GET", path="/", body=b"", version="1.1", headers=()):
 class ProtocolTestCase(SynchronousTestCase):
     """Builds one connection per test."""
 
-    def connect(self, handler=None, limits=HTTPLimits(), now=0.0, **kwargs):
+    def connect(self, handler=None, limits=HTTPLimits(), now=0.0,
+                transport=StringTransportWithDisconnection, **kwargs):
         self.clock = MemoryReactorClock()
         self.clock.advance(now)
         self.handler = handler or FakeHandler()
         self.factory = HTTPServerFactory(self.handler, limits, reactor=self.clock, **kwargs)
-        self.transport = StringTransportWithDisconnection(peerAddress=PEER)
+        self.transport = transport(peerAddress=PEER)
         self.protocol = self.factory.buildProtocol(PEER)
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
@@ -214,7 +226,7 @@ class BasicTests(ProtocolTestCase):
     def test_header_value_trailing_whitespace_stripped(self):
         """Trailing optional whitespace of a header value is not part of it."""
         self.connect()
-        self.send(b"GET / HTTP/1.1\r\nX-A: v \t\r\n\r\n")
+        self.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: v \t\r\n\r\n")
         self.assertEqual(self.handler.requests[0].headers["x-a"], "v")
 
     def test_raw_head_empty_for_ordinary_requests(self):
@@ -433,9 +445,14 @@ class PipeliningTests(ProtocolTestCase):
         self.protocol.resumeProducing()
         self.assertEqual(self.transport.producerState, "producing")
 
+
+
+class WriteTimeoutTests(ProtocolTestCase):
+    """A client must take our answers within write_timeout, or the connection is aborted."""
+
     def test_unread_answers_abort(self):
-        """A client leaving our answers unread for idle_timeout is aborted."""
-        self.connect(limits=HTTPLimits(idle_timeout=5))
+        """Paused by the transport (its buffer full) for write_timeout: aborted and counted."""
+        self.connect(limits=HTTPLimits(write_timeout=5, idle_timeout=60))
         self.send(request())
         self.protocol.pauseProducing()
         self.clock.advance(4.9)
@@ -443,7 +460,55 @@ class PipeliningTests(ProtocolTestCase):
         self.clock.advance(0.2)
         self.assertClosed()
         self.assertTrue(self.transport.disconnected, "aborted, not waiting for the buffer")
-        self.assertEqual(self.factory.counters["idle_timeouts"], 1)
+        self.assertEqual((self.factory.counters["write_timeouts"],
+                          self.factory.counters["idle_timeouts"]), (1, 0))
+
+    def test_answers_taken_in_time_keep_the_connection(self):
+        """Resumed (the buffer drained) before the deadline: no abort, keep-alive as before."""
+        self.connect(limits=HTTPLimits(write_timeout=5, idle_timeout=60))
+        self.send(request())
+        self.protocol.pauseProducing()
+        self.clock.advance(4.9)
+        self.protocol.resumeProducing()
+        self.clock.advance(30)
+        self.assertOpen()
+        self.assertEqual(self.factory.counters["write_timeouts"], 0)
+
+    def test_a_last_answer_not_taken_is_aborted_after_write_timeout(self):
+        """Connection: close waits for the answer to drain, at most write_timeout; the slot is freed."""
+        self.connect(limits=HTTPLimits(write_timeout=5), transport=UnreadTransport)
+        self.send(request(headers=[("Connection", "close")]))
+        self.assertEqual(self.responses()[0].status, 200)
+        self.assertTrue(self.transport.disconnecting)
+        self.clock.advance(4.9)
+        self.assertFalse(self.transport.disconnected)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1, "the connection's one timer")
+        self.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnected, "aborted")
+        self.assertEqual(self.factory.counters["write_timeouts"], 1)
+        self.assertEqual(self.factory.open_connections, 0)
+
+    def test_an_idle_close_not_taken_is_aborted_after_write_timeout(self):
+        """A kept-alive connection closed for idleness with answers unread is aborted in turn."""
+        self.connect(limits=HTTPLimits(write_timeout=5, idle_timeout=60), transport=UnreadTransport)
+        self.send(request())
+        self.clock.advance(60)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(5)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual((self.factory.counters["idle_timeouts"],
+                          self.factory.counters["write_timeouts"]), (1, 1))
+
+    def test_a_close_completed_in_time_is_not_counted(self):
+        """The client took the last answer: the close completes and the deadline is gone."""
+        self.connect(limits=HTTPLimits(write_timeout=5), transport=UnreadTransport)
+        self.send(request(headers=[("Connection", "close")]))
+        StringTransportWithDisconnection.loseConnection(self.transport)  # the buffer drained
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertFalse(self.transport.disconnected)
+        self.assertEqual(self.factory.counters["write_timeouts"], 0)
 
 
 class BodyTests(ProtocolTestCase):
@@ -452,7 +517,7 @@ class BodyTests(ProtocolTestCase):
     def test_chunked_body(self):
         """A chunked body arrives de-chunked and whole."""
         self.connect()
-        self.send(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        self.send(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         self.send(b"6\r\n world\r\n0\r\n\r\n")
         self.assertEqual(self.handler.requests[0].body, b"hello world")
         self.assertEqual(self.responses()[0].status, 200)
@@ -460,7 +525,7 @@ class BodyTests(ProtocolTestCase):
     def test_chunked_body_over_limit(self):
         """A chunked body growing past max_body_size is refused 413 and closed."""
         self.connect(limits=HTTPLimits(max_body_size=10))
-        self.send(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n")
+        self.send(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n")
         self.assertEqual(self.transport.value(), b"")
         self.send(b"8\r\n12345678\r\n")
         [answer] = self.responses()
@@ -473,7 +538,7 @@ class BodyTests(ProtocolTestCase):
     def test_content_length_over_limit(self):
         """A declared length over the limit is refused before any body byte is sent."""
         self.connect(limits=HTTPLimits(max_body_size=10))
-        self.send(b"POST /c HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
+        self.send(b"POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n")
         [answer] = self.responses()
         self.assertEqual((answer.status, answer.headers["connection"]), (413, "close"))
         self.assertEqual(json.loads(answer.body)["cid"], "cid-1")
@@ -484,7 +549,7 @@ class BodyTests(ProtocolTestCase):
     def test_expect_continue_accepted(self):
         """``Expect: 100-continue`` with an acceptable length gets 100 Continue first."""
         self.connect()
-        self.send(b"POST /e HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        self.send(b"POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         self.assertEqual(self.transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
         self.send(b"abcd")
         self.assertEqual(self.handler.requests[0].body, b"abcd")
@@ -494,7 +559,7 @@ class BodyTests(ProtocolTestCase):
     def test_expect_continue_too_large(self):
         """``Expect: 100-continue`` with too large a length gets 413 at once, no 100."""
         self.connect(limits=HTTPLimits(max_body_size=3))
-        self.send(b"POST /e HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        self.send(b"POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         self.assertNotIn(b"100 Continue", self.transport.value())
         self.assertEqual(self.responses()[0].status, 413)
         self.assertClosed()
@@ -505,7 +570,7 @@ class BodyTests(ProtocolTestCase):
         pending = Deferred()
         self.handler.answers["/slow"] = pending
         self.send(request("GET", "/slow")
-                  + b"POST /e HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+                  + b"POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
         self.assertEqual(self.transport.value(), b"")
         pending.callback(HTTPResponse(200, [], b"s"))
         self.assertTrue(self.transport.value().endswith(b"HTTP/1.1 100 Continue\r\n\r\n"))
@@ -513,7 +578,7 @@ class BodyTests(ProtocolTestCase):
     def test_body_timeout(self):
         """A body not complete within body_timeout is answered 408 and closed."""
         self.connect(limits=HTTPLimits(body_timeout=3))
-        self.send(b"POST /b HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        self.send(b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
         self.clock.advance(2.9)
         self.assertOpen()
         self.clock.advance(0.2)
@@ -539,7 +604,7 @@ class HeadLimitTests(ProtocolTestCase):
     def test_head_too_large_across_partial_writes(self):
         """A head growing past max_header_size over several reads is a 431."""
         self.connect(limits=HTTPLimits(max_header_size=1024))
-        self.send(b"GET / HTTP/1.1\r\nX-Long: ")
+        self.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Long: ")
         for _ in range(10):
             self.assertEqual(self.transport.value(), b"")
             self.send(b"v" * 100)
@@ -558,14 +623,14 @@ class HeadLimitTests(ProtocolTestCase):
     def test_head_at_limit_with_big_body_accepted(self):
         """A head split over reads and followed by a large body read is not mistaken as large."""
         self.connect(limits=HTTPLimits(max_header_size=1024))
-        self.send(b"POST /p HTTP/1.1\r\nContent-Length: 5000\r\n")
+        self.send(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n")
         self.send(b"X-A: b\r\n\r\n" + b"z" * 5000)
         self.assertEqual(self.handler.requests[0].body, b"z" * 5000)
 
     def test_malformed(self):
         """A malformed request is a 400 and the connection closes."""
         self.connect()
-        self.send(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
+        self.send(b"GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n")
         [answer] = self.responses()
         self.assertEqual((answer.status, answer.headers["connection"]), (400, "close"))
         self.assertEqual(self.handler.errors, [(400, "Malformed request")])
@@ -593,11 +658,60 @@ class HeadLimitTests(ProtocolTestCase):
             self.assertEqual(self.responses()[0].status, 505)
             self.assertClosed()
 
+    def test_http11_without_host_is_400(self):
+        """An HTTP/1.1 request without Host is a 400 (RFC 9112 §3.2), absolute-form too."""
+        for target in (b"/", b"http://example.com/"):
+            self.connect()
+            self.send(b"GET " + target + b" HTTP/1.1\r\n\r\n")
+            [answer] = self.responses()
+            self.assertEqual((answer.status, json.loads(answer.body)["error"]),
+                             (400, "Missing Host header (required in HTTP/1.1)"))
+            self.assertEqual((self.handler.requests, self.factory.counters["malformed"]), ([], 1))
+            self.assertClosed()
+
+    def test_two_host_headers_are_400(self):
+        """More than one Host header line is a 400, not a joined value."""
+        self.connect()
+        self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n")
+        [answer] = self.responses()
+        self.assertEqual((answer.status, json.loads(answer.body)["error"]),
+                         (400, "More than one Host header"))
+        self.assertEqual((self.handler.requests, self.factory.counters["malformed"]), ([], 1))
+        self.assertClosed()
+
+    def test_http10_without_host_accepted(self):
+        """HTTP/1.0 has no Host requirement."""
+        self.connect()
+        self.send(b"GET /old HTTP/1.0\r\n\r\n")
+        self.assertEqual([r.path for r in self.handler.requests], ["/old"])
+        self.assertEqual(self.responses()[0].status, 200)
+
+    def test_transfer_codings_other_than_chunked_are_501(self):
+        """A coding before chunked (one line or two) is not implemented: 501, body unused."""
+        for codings in ([b"gzip, chunked"], [b"gzip", b"chunked"], [b"deflate , chunked"]):
+            self.connect()
+            lines = b"".join(b"Transfer-Encoding: %s\r\n" % coding for coding in codings)
+            self.send(b"POST /c HTTP/1.1\r\nHost: h\r\n" + lines + b"\r\n3\r\nabc\r\n0\r\n\r\n")
+            [answer] = self.responses()
+            self.assertEqual((answer.status, answer.headers["connection"]), (501, "close"))
+            self.assertEqual(self.handler.errors,
+                             [(501, "Transfer-Encoding other than chunked is not supported")])
+            self.assertEqual(self.handler.requests, [])
+            self.assertEqual(self.factory.counters["unsupported_transfer_coding"], 1)
+            self.assertClosed()
+
+    def test_chunked_in_any_case_accepted(self):
+        """Transfer codings are case-insensitive: "Chunked" is chunked."""
+        self.connect()
+        self.send(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        self.assertEqual([r.body for r in self.handler.requests], [b"abc"])
+        self.assertEqual(self.responses()[0].status, 200)
+
     def test_header_deadline(self):
         """A head not complete within header_timeout is answered 408 and closed."""
         self.connect(limits=HTTPLimits(header_timeout=10))
         self.clock.advance(5)
-        self.send(b"GET / HTTP/1.1\r\nX-Slow: ")
+        self.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ")
         self.clock.advance(4.9)
         self.send(b"loris")
         self.assertOpen()
@@ -778,7 +892,7 @@ class UpgradeTests(ProtocolTestCase):
     def test_refused_upgrade_with_body(self):
         """A refused upgrade's body (which llhttp skips) still reaches the handler."""
         self.connect(UpgradingHandler())
-        self.send(b"POST /h2 HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        self.send(b"POST /h2 HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                   b"Content-Length: 5\r\n\r\nhello" + request("GET", "/next"))
         self.assertEqual([(r.path, r.body) for r in self.handler.requests],
                          [("/h2", b"hello"), ("/next", b"")])
@@ -854,26 +968,32 @@ class ConnectionLimitTests(ProtocolTestCase):
     def test_counters_move_on_each_trip(self):
         """Each request, limit trip, deadline, upgrade and refusal adds one to its counter."""
         limits = HTTPLimits(max_header_count=5, max_header_size=1024, max_body_size=10,
-                            max_connections=3, header_timeout=10, body_timeout=10, idle_timeout=10)
+                            max_connections=3, header_timeout=10, body_timeout=10, idle_timeout=10,
+                            write_timeout=10)
         self.connect(UpgradingHandler(), limits)
         self.send(request() + request())
         for data in (b"BAD REQUEST\r\n\r\n",
                      request(headers=[(f"X-{i}", "v") for i in range(6)]),
                      request(headers=[("X-Big", "v" * 1100)]),
                      request("POST", "/", b"x" * 11),
+                     request("POST", "/", headers=[("Transfer-Encoding", "gzip, chunked")]),
                      UpgradeTests.WS_HEAD):
             self.open_connection()[0].dataReceived(data)
-        self.open_connection()[0].dataReceived(b"GET / HTTP/1.1\r\n")
+        self.open_connection()[0].dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n")
         self.clock.advance(10)
-        self.open_connection()[0].dataReceived(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+        self.open_connection()[0].dataReceived(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab")
+        stalled = self.open_connection()[0]
+        stalled.dataReceived(request())
+        stalled.pauseProducing()
         self.clock.advance(10)
         for _ in range(3):
             self.open_connection()
         self.assertEqual(self.factory.open_connections, 3)
         self.assertEqual(self.factory.counters, {
-            "connections": 10, "requests": 2, "rejected_connections": 1, "header_timeouts": 1,
-            "body_timeouts": 1, "idle_timeouts": 1, "body_too_large": 1, "headers_too_large": 1,
-            "too_many_headers": 1, "malformed": 1, "upgrades": 1})
+            "connections": 12, "requests": 3, "rejected_connections": 1, "header_timeouts": 1,
+            "body_timeouts": 1, "idle_timeouts": 1, "write_timeouts": 1, "body_too_large": 1,
+            "headers_too_large": 1, "too_many_headers": 1, "malformed": 1,
+            "unsupported_transfer_coding": 1, "upgrades": 1})
 
 
 class RequestTypeTests(SynchronousTestCase):

@@ -2,8 +2,8 @@
 
 from twisted.internet.error import ConnectionDone
 
-from broker.channels.http.protocol import HTTPStream
-from tests.unit.test_http_protocol import FakeHandler, ProtocolTestCase, request
+from broker.channels.http.protocol import HTTPLimits, HTTPStream
+from tests.unit.test_http_protocol import FakeHandler, ProtocolTestCase, UnreadTransport, request
 
 
 class StreamingHandler(FakeHandler):
@@ -100,16 +100,31 @@ class StreamingTests(ProtocolTestCase):
         self.assertTrue(writer.lost)
         self.assertIsNone(writer.write(b"dropped"))
 
-    def test_a_client_not_reading_is_aborted_after_the_idle_timeout(self):
-        self.connect(StreamingHandler())
+    def test_a_client_not_reading_is_aborted_after_the_write_timeout(self):
+        self.connect(StreamingHandler(), HTTPLimits(write_timeout=5, idle_timeout=60))
         self.send(request("GET", "/stream"))
         writer, = self.handler.writers
         self.protocol.pauseProducing()
         waiting = writer.write(b"part")
         waiting.addErrback(lambda f: None)
-        self.clock.advance(self.factory.limits.idle_timeout + 1)
+        self.clock.advance(4.9)
+        self.assertOpen()
+        self.clock.advance(0.2)
         self.assertClosed()
         self.assertTrue(writer.lost)
+        self.assertEqual(self.factory.counters["write_timeouts"], 1)
+
+    def test_a_finished_close_delimited_stream_not_taken_is_aborted(self):
+        """HTTP/1.0 without a length: the body ends with the close, which waits at most write_timeout."""
+        self.connect(StreamingHandler(), HTTPLimits(write_timeout=5), transport=UnreadTransport)
+        self.send(request("GET", "/stream", version="1.0"))
+        writer, = self.handler.writers
+        writer.write(b"part")
+        writer.finish()
+        self.assertTrue(self.transport.disconnecting)
+        self.clock.advance(5)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual(self.factory.counters["write_timeouts"], 1)
 
     def test_head_writes_no_body(self):
         self.connect(StreamingHandler())

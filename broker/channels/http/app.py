@@ -136,4 +136,5 @@ class HTTPApp:
 
 
 _PROTOCOL_CODES = {400: "bad_request", 408: "request_timeout", 413: "payload_too_large",
-                   431: "headers_too_large", 503: "unavailable", 505: "http_version_not_supported"}
+                   431: "headers_too_large", 501: "not_implemented", 503: "unavailable",
+                   505: "http_version_not_supported"}

@@ -2,9 +2,9 @@
 
 :class:`HTTPLimits` bounds what one connection may cost the broker: body and
 head sizes, header count, the deadlines (slowloris, idle keep-alive, slow
-body), pipelining depth and open connections per factory.  :data:`COUNTERS`
-names the integer counters the factory keeps for the admin and metrics code;
-every limit that trips moves one of them.
+body, a client not taking our answers), pipelining depth and open connections
+per factory.  :data:`COUNTERS` names the integer counters the factory keeps
+for the admin and metrics code; every limit that trips moves one of them.
 
 :class:`FlowControl` is the part of the protocol that enforces deadlines and
 back-pressure.  Each connection has one timer, pointed at the deadline that
@@ -28,11 +28,13 @@ COUNTERS = (
     "rejected_connections",  # closed at once: over max_connections
     "header_timeouts",       # head not complete within header_timeout
     "body_timeouts",         # body not complete within body_timeout
-    "idle_timeouts",         # keep-alive idle, or a client not reading our answers
+    "idle_timeouts",         # keep-alive idle
+    "write_timeouts",        # aborted: our answers not taken within write_timeout
     "body_too_large",        # 413
     "headers_too_large",     # 431: head over max_header_size
     "too_many_headers",      # 431: over max_header_count
     "malformed",             # 400 (and 505)
+    "unsupported_transfer_coding",  # 501: a Transfer-Encoding other than chunked
     "upgrades",              # connections handed to another protocol
 )
 
@@ -47,9 +49,12 @@ class HTTPLimits:
     :param header_timeout: seconds from a request's first byte (or the
         connection's opening) until its head is complete.
     :param idle_timeout: seconds a keep-alive connection may wait with no
-        request in progress; also how long a client may leave our answers
-        unread before the connection is aborted.
+        request in progress.
     :param body_timeout: seconds from a complete head to a complete body.
+    :param write_timeout: seconds a client has to take what waits for it:
+        from the moment our answers fill the transport's buffer (it pauses
+        us) until it is drained, and from a close until the last answer is
+        taken.  Past it the connection is aborted.
     :param max_pipelined: parsed but unanswered requests held per connection
         before reading pauses.
     :param max_connections: open connections per factory; a new one over it
@@ -62,12 +67,14 @@ class HTTPLimits:
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     body_timeout: float = 30.0
+    write_timeout: float = 60.0
     max_pipelined: int = 16
     max_connections: int = 1024
 
 
-# Timer kinds: the connection's one timer is pointed at one of these.
-HEADER, BODY, IDLE, STALLED = "header", "body", "idle", "stalled"
+# Timer kinds: the connection's one timer is pointed at one of these.  STALLED:
+# our answers wait in the paused transport; DRAINING: closing, the last ones wait.
+HEADER, BODY, IDLE, STALLED, DRAINING = "header", "body", "idle", "stalled", "draining"
 # A timer firing this close to its deadline counts as on time.
 _SLACK = 0.001
 
@@ -77,9 +84,11 @@ class FlowControl:
 
     Reading pauses while ``max_pipelined`` requests wait, while the client
     leaves our answers unread (the transport pauses us as its producer), and
-    once no more requests will be read.  The mixer-in provides the state
-    (``_queue``, ``_active``, ``_in_head``...) and ``_refuse``, ``_pump`` and
-    ``_close``.
+    once no more requests will be read.  A client must take what we wrote
+    within ``write_timeout``, while paused and after we close (a graceful
+    close waits for the buffer to drain), or the connection is aborted.
+    The mixer-in provides the state (``_queue``, ``_active``, ``_in_head``...)
+    and ``_refuse``, ``_pump`` and ``_close``.
     """
 
     # -- IPushProducer: the transport's write buffer --------------------------
@@ -121,7 +130,7 @@ class FlowControl:
         kind = self._timer_kind
         if self._consumer_paused:
             if kind is not STALLED:
-                self._arm(STALLED, self._limits.idle_timeout)
+                self._arm(STALLED, self._limits.write_timeout)
         elif paused or pending:
             self._timer_kind = None  # the timer may still fire: it then does nothing
         elif self._in_body:
@@ -156,8 +165,8 @@ class FlowControl:
             timer.cancel()
 
     def _timed_out(self):
-        kind = self._timer_kind
-        if kind is None or self._closing or self._upgraded is not None:
+        kind = self._timer_kind  # once closing, DRAINING or None
+        if kind is None or self._upgraded is not None:
             return
         now = self._seconds()
         deadline = self._answered_at + self._limits.idle_timeout if kind is IDLE else self._deadline
@@ -168,11 +177,14 @@ class FlowControl:
         if kind is IDLE:
             self._counters["idle_timeouts"] += 1
             self._close()
-        elif kind is STALLED:
-            self._counters["idle_timeouts"] += 1
-            log.info("Aborting {peer}: our answers unread for {seconds}s",
-                     peer=self._peer, seconds=self._limits.idle_timeout)
-            self._close(abort=True)
+        elif kind is STALLED or kind is DRAINING:
+            self._counters["write_timeouts"] += 1
+            log.info("Aborting {peer}: our answers not taken within {seconds}s",
+                     peer=self._peer, seconds=self._limits.write_timeout)
+            if kind is STALLED:
+                self._close(abort=True)
+            else:  # closed already: only the abort is left
+                self.transport.abortConnection()
         elif kind is BODY:
             self._refuse(408, "Request body timeout", "body_timeouts")
             self._pump()

@@ -7,8 +7,9 @@ timer per connection left alone on the keep-alive hot path, and no logging
 per request unless access logging is on.
 
 It is a correct HTTP/1.1 server: keep-alive, pipelining answered strictly in
-order, ``Expect: 100-continue``, HEAD, chunked bodies, limits on head and
-body sizes, slowloris/idle/body deadlines, back-pressure both ways, and the
+order, ``Expect: 100-continue``, HEAD, chunked bodies (no other transfer
+coding: 501), one ``Host`` per HTTP/1.1 request, limits on head and
+body sizes, slowloris/idle/body/write deadlines, back-pressure both ways, and the
 hand-over of ``Upgrade`` requests (WebSocket) to another protocol.
 """
 
@@ -23,12 +24,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from broker.channels.fastwrite import write_now
-from broker.channels.http.limits import COUNTERS, HEADER, IDLE, FlowControl, HTTPLimits
+from broker.channels.http.limits import COUNTERS, DRAINING, HEADER, IDLE, FlowControl, HTTPLimits
 from broker.channels.http.streaming import HTTPStream, StreamWriter
 from broker.channels.http.upgrade import UpgradeHandOver
 from broker.channels.http.wire import (
     CLEAN_NAMES, CONTINUE, LENGTHS, LENGTHS_CACHED, MEMO_SIZE, METHODS, NAMES, NO_BODY, STATUS_LINES,
-    HTTPRequest, HTTPResponse, Refusal, header_block, split_target, status_line)
+    HTTPRequest, HTTPResponse, Refusal, chunked_only, header_block, split_target, status_line)
 
 __all__ = ["HTTPLimits", "HTTPProtocol", "HTTPRequest", "HTTPResponse", "HTTPServerFactory",
            "HTTPStream"]
@@ -199,6 +200,9 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             value = value.rstrip(b" \t")
         headers = self._headers
         if key in headers:
+            if key == "host":  # RFC 9112 §3.2: exactly one
+                self._refuse(400, "More than one Host header", "malformed")
+                raise _Stop
             headers[key] += ", " + value.decode("latin-1")
         else:
             headers[key] = value.decode("latin-1")
@@ -223,6 +227,13 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
                 if version != "1.1" and version != "1.0":
                     self._refuse(505, "HTTP version not supported", "malformed")
                     raise _Stop
+            if "host" not in headers and version == "1.1":  # RFC 9112 §3.2
+                self._refuse(400, "Missing Host header (required in HTTP/1.1)", "malformed")
+                raise _Stop
+            if "transfer-encoding" in headers and not chunked_only(headers["transfer-encoding"]):
+                self._refuse(501, "Transfer-Encoding other than chunked is not supported",
+                             "unsupported_transfer_coding")
+                raise _Stop
             method = parser.get_method()
             try:
                 path, query = split_target(self._url)
@@ -485,17 +496,19 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             self._refuse(400, "Malformed request", "malformed")
 
     def _close(self, abort=False):
+        """Close after what was written is taken (within ``write_timeout``), or at once."""
         if self._closing:
             return
         self._closing = self._discard = True
         self._queue.clear()
-        self._cancel_timer()
         if self._registered:
             self._registered = False
             self.transport.unregisterProducer()
         if abort:
+            self._cancel_timer()
             self.transport.abortConnection()
         else:
+            self._arm(DRAINING, self._limits.write_timeout)
             self.transport.loseConnection()
 
 class HTTPServerFactory(Factory):

@@ -12,7 +12,8 @@ from urllib.parse import unquote
 from httptools import parse_url
 from twisted.logger import Logger
 
-__all__ = ["HTTPRequest", "HTTPResponse", "Refusal", "header_block", "split_target", "status_line"]
+__all__ = ["HTTPRequest", "HTTPResponse", "Refusal", "chunked_only", "header_block", "split_target",
+           "status_line"]
 
 log = Logger()
 
@@ -97,6 +98,18 @@ def split_new_target(url):
         path = (parsed.path or b"/").decode("latin-1")
         query = (parsed.query or b"").decode("latin-1")
     return unquote(path, errors="replace") if "%" in path else path, query
+
+
+def chunked_only(transfer_encoding):
+    """Whether a ``Transfer-Encoding`` value names ``chunked`` alone (RFC 9112 §6.1).
+
+    llhttp refuses a value whose last coding is not ``chunked``; what it lets
+    through may still put another coding (``gzip, chunked``) before it.
+    """
+    if transfer_encoding == "chunked":
+        return True
+    codings = [c.strip().lower() for c in transfer_encoding.split(",")]
+    return [c for c in codings if c] == ["chunked"]
 
 
 def header_block(headers):

@@ -9,7 +9,8 @@ socket, as RFC 6455 says.
 
 The protocol is the transport's push producer: when the client reads too
 slowly the transport pauses it and messages wait in the session's bounded
-queue instead of the transport's unbounded buffer.
+queue instead of the transport's unbounded buffer.  A client that stays
+paused for ``write_timeout`` (it stopped reading) is dropped.
 """
 
 import fnmatch
@@ -56,6 +57,7 @@ class PubSubProtocol(WebSocketServerProtocol):
 
     grant = None
     session = None
+    _write_deadline = None  # a DelayedCall while the transport holds us paused
 
     # -- handshake -------------------------------------------------------------
 
@@ -81,6 +83,7 @@ class PubSubProtocol(WebSocketServerProtocol):
         self.transport.registerProducer(self, True)
 
     def onClose(self, wasClean, code, reason):
+        self._cancel_write_deadline()
         if self.session is not None:
             self.factory.counters["closed"] += 1
             self.session.stop()
@@ -96,14 +99,32 @@ class PubSubProtocol(WebSocketServerProtocol):
         if self.session is not None:
             self.factory.counters["paused"] += 1
             self.session.pause()
+            if self._write_deadline is None:
+                self._write_deadline = self.factory.reactor.callLater(
+                    self.factory.write_timeout, self._write_timed_out)
 
     def resumeProducing(self):
+        self._cancel_write_deadline()
         if self.session is not None:
             self.session.resume()
 
     def stopProducing(self):
+        self._cancel_write_deadline()
         if self.session is not None:
             self.session.stop()
+
+    def _cancel_write_deadline(self):
+        deadline, self._write_deadline = self._write_deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _write_timed_out(self):
+        """Paused for ``write_timeout``: the client stopped reading; drop it (logged by autobahn)."""
+        self._write_deadline = None
+        self.factory.counters["write_timeouts"] += 1
+        self.wasClean = False
+        self.wasNotCleanReason = f"our frames not taken within {self.factory.write_timeout}s"
+        self.dropConnection(abort=True)
 
     # -- the session's sink ------------------------------------------------------
 
@@ -277,12 +298,15 @@ class PubSubFactory(WebSocketServerFactory):
     """Settings shared by every connection of the ``/ws`` endpoint.
 
     :param options: the checked ``pubsub.websocket`` section.
+    :param write_timeout: seconds a connection may stay paused (its client
+        not reading) before it is dropped: ``limits.write_timeout``.
     """
 
     protocol = PubSubProtocol
 
-    def __init__(self, hub, access, invoker, options, reactor):
+    def __init__(self, hub, access, invoker, options, reactor, write_timeout):
         super().__init__(reactor=reactor)
+        self.write_timeout = write_timeout
         self.hub = hub
         self.access = access
         self.invoker = invoker
@@ -292,7 +316,7 @@ class PubSubFactory(WebSocketServerFactory):
         self.allowed_origins = tuple(options.allowed_origins)
         self.channel_info = ChannelInfo("websocket", "websocket", "json")
         self.counters = {"opened": 0, "closed": 0, "auth_refused": 0, "origin_refused": 0,
-                         "received": 0, "errors_sent": 0, "paused": 0}
+                         "received": 0, "errors_sent": 0, "paused": 0, "write_timeouts": 0}
         self.setProtocolOptions(
             maxFramePayloadSize=options.max_frame_size,
             maxMessagePayloadSize=options.max_message_size,
