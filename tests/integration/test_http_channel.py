@@ -58,6 +58,19 @@ def test_missing_and_malformed_input_named(broker):
     assert "Traceback" not in body.decode()
 
 
+def test_client_errors_are_logged_with_their_cid(broker):
+    """The cid a 4xx answer carries finds its one log line: method, path, status, code; no body."""
+    status, headers, _ = broker.request("POST", "/demo/echo?x=query-marker",
+                                        '{"repeat":"x","colour":"body-marker"}')
+    assert status == 400
+    cid = headers["x-broker-cid"]
+    assert broker.wait_for_log(f"POST /demo/echo: 400 invalid_input (cid {cid})"), broker.output
+    status, headers, _ = broker.request("GET", "/no/such/path")
+    assert status == 404
+    assert broker.wait_for_log(f"GET /no/such/path: 404 not_found (cid {headers['x-broker-cid']})")
+    assert "body-marker" not in broker.output and "query-marker" not in broker.output
+
+
 def test_malformed_json(broker):
     """Malformed JSON is a 400 with a JSON body saying so."""
     status, _, body = broker.request("POST", "/demo/echo", '{"text": ')

@@ -83,10 +83,53 @@ def test_port_in_use_is_one_line(tmp_path):
 
 
 def test_definition_without_secret_warns(tmp_path):
-    """A security definition without a secret says at startup that it accepts nobody."""
-    broker = BrokerProcess(env={"BROKER_ADMIN_PASSWORD": ""}).start()
+    """A security definition without a secret says at startup that it accepts nobody, and
+    which variable to set (the one its secret is read from), or else which key is empty."""
+    config = tmp_path / "c.yaml"
+    config.write_text(textwrap.dedent("""\
+        http:
+          listen: ${BROKER_LISTEN}
+        security:
+          - name: admin
+            type: basic_auth
+            username: admin
+            password: ${BROKER_ADMIN_PASSWORD:}
+          - name: apps
+            type: apikey
+        """))
+    broker = BrokerProcess(config, env={"BROKER_ADMIN_PASSWORD": ""}).start()
     try:
-        assert broker.wait_for_log("security definition admin has no secret set: it accepts nobody")
+        assert broker.wait_for_log(
+            "security definition admin accepts nobody: set BROKER_ADMIN_PASSWORD "
+            f"({config}:7: security[0].password: is empty)")
+        assert broker.wait_for_log(
+            f"security definition apps accepts nobody: {config}:8: security[1].key: is empty")
+    finally:
+        broker.stop()
+
+
+def test_startup_says_where_once_and_ready_lists_the_urls():
+    """One line says where the node listens; the ready line gives the URLs to open."""
+    broker = BrokerProcess().start()
+    try:
+        port = broker.port
+        base = f"127.0.0.1:{port}"
+        ready = [line for line in broker.lines if "broker broker ready" in line]
+        assert len(ready) == 1
+        assert ready[0].rstrip().endswith(
+            f"ready: http://{base}/docs ws://{base}/ws http://{base}/demo/live"), ready
+        saying_where = [line for line in broker.lines if str(port) in line and line not in ready]
+        assert len(saying_where) == 1, saying_where
+    finally:
+        broker.stop()
+
+
+def test_ready_line_without_pages_gives_the_root_url(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("http:\n  listen: ${BROKER_LISTEN}\n  docs: false\npubsub: {enabled: false}\n")
+    broker = BrokerProcess(config).start()
+    try:
+        assert f"ready: http://127.0.0.1:{broker.port}/\n" in broker.output
     finally:
         broker.stop()
 
