@@ -301,6 +301,16 @@ def test_openapi_document(broker):
     assert doc["components"]["securitySchemes"]["admin"] == {"type": "http", "scheme": "basic"}
 
 
+def test_openapi_texts_are_markdown(broker):
+    """Docstrings are reStructuredText; Swagger UI shows Markdown: ``x`` becomes `x`."""
+    doc = _json(broker.request("GET", "/openapi.json")[2])
+    rates = doc["paths"]["/rates"]["get"]
+    assert "`currencies`" in rates["description"]
+    texts = [op[key] for item in doc["paths"].values() for op in item.values()
+             for key in ("summary", "description")]
+    assert not [text for text in texts if "``" in text or ":class:" in text]
+
+
 def test_docs_page_and_its_assets(broker):
     """/docs is served with its assets from the broker itself, no CDN."""
     status, _, page = broker.request("GET", "/docs")
