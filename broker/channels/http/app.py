@@ -12,7 +12,7 @@ from twisted.logger import Logger
 
 from broker.channels.http.protocol import HTTPResponse
 from broker.errors import BrokerError
-from broker.ids import id_maker
+from broker.ids import new_cid
 from broker.services.context import Request
 from broker.simpleio import parse_query, soap_fault
 
@@ -22,10 +22,6 @@ log = Logger()
 access = Logger(namespace="broker.access")
 
 _JSON = "application/json"
-
-
-# Correlation ids: unique across processes, ordered within one.
-new_cid = id_maker()
 
 
 def error_body(error, cid):
