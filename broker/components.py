@@ -66,6 +66,9 @@ class BuildContext:
     def security_of(self, section, key="security"):
         """The security definition a section names, or None."""
         name = section.get(key)
+        if name is not None and name not in self.security:
+            raise config_error(section, key, f'no security definition "{name}" (known: '
+                                             f'{", ".join(sorted(self.security)) or "none"})')
         return None if name is None else self.security[name]
 
     def require_service(self, section, key="service"):

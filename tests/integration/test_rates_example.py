@@ -5,6 +5,7 @@ The tests marked ``needs_cache_and_scheduler`` run once the cache and scheduler
 sections exist (their branch merged); the others run on their own.
 """
 
+import base64
 import json
 import secrets
 import socket
@@ -26,7 +27,16 @@ def get_json(broker, path, method="GET", **kwargs):
     return status, json.loads(body) if body else None
 
 
+def admin(broker):
+    token = base64.b64encode(f"admin:{broker.admin_password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
+
+def switch(broker, provider, state):
+    """Switch a fixture provider down or up (the switch is for the admin definition only)."""
+    status, body = get_json(broker, f"/fixtures/rates/{provider}/{state}", "POST", headers=admin(broker))
+    assert status == 200, body
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +50,15 @@ def broker():
 def providers_up(broker):
     yield
     for provider in ("ecb", "ecb-sdmx", "frankfurter"):
-        broker.request("POST", f"/fixtures/rates/{provider}/up")
+        switch(broker, provider, "up")
+
+
+def test_the_fixture_switch_is_for_admin_only(broker):
+    """Anonymous callers may read the fixtures but not switch a provider down."""
+    status, body = get_json(broker, "/fixtures/rates/ecb/down", "POST")
+    assert status == 401 and body["code"] == "unauthorized"
+    assert get_json(broker, "/fixtures/rates")[1]["providers"]["ecb"]["down"] is False
+    assert switch(broker, "ecb", "down")["providers"]["ecb"]["down"] is True
 
 
 def test_rates_in_the_sample_config(broker):
@@ -74,7 +92,7 @@ def test_unknown_and_malformed_currencies(broker):
 
 
 def test_one_provider_down_the_others_still_serve(broker):
-    broker.request("POST", "/fixtures/rates/ecb/down")
+    switch(broker, "ecb", "down")
     status, body = get_json(broker, "/rates?currency=USD,JPY&max_age=0")   # max_age=0: refresh now
     assert status == 200, body
     assert {row["provider"] for row in body} == {"ecb-sdmx"}
@@ -98,7 +116,7 @@ def test_all_providers_down_serves_the_last_rates_as_stale(broker):
     status, before = get_json(broker, "/rates?currency=USD&max_age=0")
     assert status == 200 and before[0]["is_stale"] is False
     for provider in ("ecb", "ecb-sdmx", "frankfurter"):
-        broker.request("POST", f"/fixtures/rates/{provider}/down")
+        switch(broker, provider, "down")
     status, after = get_json(broker, "/rates?currency=USD&max_age=0")
     assert status == 200, after
     assert after[0]["is_stale"] is True
