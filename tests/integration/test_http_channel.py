@@ -235,6 +235,7 @@ def test_dispatcher_unknown_service(broker):
                                      _basic("admin", broker.admin_password))
     assert status == 404
     assert "no.such" in _json(body)["details"]
+    assert _json(body)["code"] == "service_not_found"
 
 
 def test_zato_wire_format(broker):
