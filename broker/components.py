@@ -54,13 +54,31 @@ class BuildContext:
         return built
 
     def connection(self, section, key, type):
-        """The connection named by ``section[key]``; it must be of ``type``."""
+        """The connection named by ``section[key]``; it must be of ``type``.
+
+        For ``redis``, a ``redis://`` URL may stand in for a name: one connection per
+        address is made (with the defaults) and shared by every section naming it.
+        """
         name = section[key]
+        if type == "redis" and "://" in name:
+            return self._redis_at(section, key, name)
         found = self.connections.get(name)
         known = sorted(n for n, (t, _) in self.connections.items() if t == type)
         if found is None or found[0] != type:
             raise config_error(section, key, f'no {type} connection "{name}" in connections '
                                              f'(known: {", ".join(known) or "none"})')
+        return found[1]
+
+    def _redis_at(self, section, key, url):
+        from broker.redis import parse_redis_url, redis_connection_from_url
+        try:
+            host, port, db, _ = parse_redis_url(url)
+        except ValueError as error:
+            raise config_error(section, key, str(error)) from None
+        found = self.connections.get(f"{host}:{port}/{db}")
+        if found is None:
+            connection = self.adopt(redis_connection_from_url(url, self))
+            found = self.connections[connection.conn_name] = ("redis", connection)
         return found[1]
 
     def security_of(self, section, key="security"):

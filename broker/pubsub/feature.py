@@ -109,7 +109,8 @@ def build_pubsub(section, ctx):
                                f'(known: {", ".join(sorted(ctx.security)) or "none"}; '
                                f'or "{ANONYMOUS}")')
         grants[name] = Grant(name, grant.subscribe, grant.publish, grant.invoke)
-    access = Access({n: ctx.security[n] for n in grants if n != ANONYMOUS}, grants)
+    access = Access({n: ctx.security[n] for n in grants if n != ANONYMOUS}, grants,
+                    {n: d for n, d in ctx.security.items() if n not in grants})
 
     policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
                             t.overflow or section.overflow) for t in section.topics]
