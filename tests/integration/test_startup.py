@@ -1,6 +1,7 @@
 """Starting the broker: plugin discovery, bad configs, missing secrets."""
 
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -33,6 +34,24 @@ def test_bad_config_stops_startup_with_one_line(tmp_path):
     assert status != 0
     assert "Traceback" not in output
     assert output.splitlines() == [f"broker: {config}:5: channels[0].path: " + output.split(": ", 3)[3]]
+
+
+def test_the_readme_config_error_example_is_what_the_broker_says(tmp_path):
+    """README's "A mistake stops startup with one line" example, produced for real: the sample
+    config with demo.echo's path written without its slash (so it stays true as the file changes)."""
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"\n(broker: etc/broker\.yaml:\d+: .*)\n", readme).group(1)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "plugins").symlink_to(ROOT / "plugins")
+    config = (ROOT / "etc" / "broker.yaml").read_text()
+    assert "    path: /demo/echo\n" in config
+    (tmp_path / "etc" / "broker.yaml").write_text(config.replace("    path: /demo/echo\n",
+                                                                 "    path: demo/echo\n", 1))
+    result = subprocess.run(twistd_command("-n", "--pidfile=", "broker"), cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert (result.stdout + result.stderr).strip().splitlines()[-1] == example
 
 
 def test_unknown_service_in_channel(tmp_path):
