@@ -2,9 +2,9 @@
 
 Permissions are per security definition (``pubsub.permissions``), plus an
 ``anonymous`` entry for callers sending no credentials.  A caller sending
-credentials that fail is refused, never treated as anonymous; credentials of a
-definition that has no permissions here are refused naming it (403), so the
-fix is clear.  Credentials:
+credentials that fail is refused, never treated as anonymous; credentials that
+only a definition without permissions here accepts are refused naming it (403),
+so the fix is clear.  Credentials:
 ``Authorization: Basic``, an API key header, ``Authorization: Bearer <t>``
 or, for browsers that cannot set headers on a WebSocket, ``?token=<t>``
 (a bearer token, also accepted as the API key).

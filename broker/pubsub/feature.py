@@ -63,8 +63,8 @@ WEBSOCKET = Schema("pubsub websocket", {
 
 PUBSUB = Schema("pubsub", {
     "enabled": Field(Bool(), default=True),
-    "redis": Field(Str(), default=None, doc="a redis connection's name: history in Redis "
-                                            "Streams and a backplane shared by the nodes"),
+    "redis": Field(Str(), default=None, doc="a redis connection's name or a redis:// URL: history "
+                                            "in Redis Streams and a backplane shared by the nodes"),
     "namespace": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-:]*$"), default="broker:pubsub",
                        doc="Redis key prefix; nodes of one cluster share it"),
     "history": Field(Int(min=0, max=1_000_000), default=100, doc="messages kept per topic"),

@@ -108,7 +108,8 @@ def _check_section(section):
 
 SCHEDULER_SECTION = Schema("scheduler", {
     "redis": Field(Str(), default=None,
-                   doc="a redis connection: job state and one runner per cluster"),
+                   doc="a redis connection's name or a redis:// URL: job state and one runner "
+                       "per cluster"),
     "prefix": Field(Str(), default="broker:", doc="Redis key prefix"),
     "lock_ttl": Field(Duration(min=0.1), default=30.0, doc="a dead holder's lock expires after"),
     "lock_renew": Field(Duration(min=0.05), default=10.0, doc="how often the lock is renewed"),
