@@ -54,8 +54,14 @@ class BuildContext:
         return built
 
     def connection(self, section, key, type):
-        """The connection named by ``section[key]``; it must be of ``type``."""
+        """The connection named by ``section[key]``; it must be of ``type``.
+
+        For ``redis``, a ``redis://`` URL may stand in for a name: one connection per
+        address is made (with the defaults) and shared by every section naming it.
+        """
         name = section[key]
+        if type == "redis" and "://" in name:
+            return self._redis_at(section, key, name)
         found = self.connections.get(name)
         known = sorted(n for n, (t, _) in self.connections.items() if t == type)
         if found is None or found[0] != type:
@@ -63,9 +69,24 @@ class BuildContext:
                                              f'(known: {", ".join(known) or "none"})')
         return found[1]
 
+    def _redis_at(self, section, key, url):
+        from broker.redis import parse_redis_url, redis_connection_from_url
+        try:
+            host, port, db, _ = parse_redis_url(url)
+        except ValueError as error:
+            raise config_error(section, key, str(error)) from None
+        found = self.connections.get(f"{host}:{port}/{db}")
+        if found is None:
+            connection = self.adopt(redis_connection_from_url(url, self))
+            found = self.connections[connection.conn_name] = ("redis", connection)
+        return found[1]
+
     def security_of(self, section, key="security"):
         """The security definition a section names, or None."""
         name = section.get(key)
+        if name is not None and name not in self.security:
+            raise config_error(section, key, f'no security definition "{name}" (known: '
+                                             f'{", ".join(sorted(self.security)) or "none"})')
         return None if name is None else self.security[name]
 
     def require_service(self, section, key="service"):

@@ -8,7 +8,7 @@ problem; ``status`` is the HTTP status most channels use for it.
 
 __all__ = [
     "BrokerError", "BadRequest", "ValidationError", "Unauthorized", "Forbidden",
-    "NotFound", "MethodNotAllowed", "PayloadTooLarge", "UnsupportedMediaType",
+    "NotFound", "ServiceNotFound", "MethodNotAllowed", "PayloadTooLarge", "UnsupportedMediaType",
     "ServiceError", "ServiceUnavailable", "Timeout", "TooManyRequests",
 ]
 
@@ -71,6 +71,16 @@ class NotFound(BrokerError):
     code = "not_found"
     status = 404
     default_message = "Not found"
+
+
+class ServiceNotFound(NotFound):
+    """No service of that name is deployed (a service's own 404 is a plain :class:`NotFound`)."""
+
+    code = "service_not_found"
+
+    def __init__(self, service):
+        self.service = service
+        super().__init__(f"No such service: {service}")
 
 
 class MethodNotAllowed(BrokerError):

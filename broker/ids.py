@@ -7,7 +7,7 @@ processes (the prefix) and ordered within one (the counter).
 import itertools
 import os
 
-__all__ = ["id_maker"]
+__all__ = ["id_maker", "new_cid"]
 
 
 def id_maker(width=12):
@@ -21,3 +21,7 @@ def id_maker(width=12):
         return template % (prefix, counter())
 
     return new_id
+
+
+#: Correlation ids, shared by every channel: unique across processes, ordered within one.
+new_cid = id_maker()

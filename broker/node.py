@@ -35,6 +35,9 @@ __all__ = ["BrokerNode", "build_node"]
 
 log = Logger()
 
+#: Built-in pages the ready line gives the URL of, when the config serves them.
+_READY_PAGES = ("broker.docs", "demo.live")
+
 
 class BrokerNode(MultiService):
     """The root service: thread pool, connections, features, channels, HTTP listener.
@@ -61,10 +64,11 @@ class BrokerNode(MultiService):
         self.security = security
 
     def startService(self):
-        for definition in self.security.values():
+        for section in self.config.security:
+            definition = self.security[section.name]
             if not definition.usable:
-                log.warn("security definition {name} has no secret set: it accepts nobody",
-                         name=definition.name)
+                log.warn("security definition {name} accepts nobody: {fix}", name=definition.name,
+                         fix=_how_to_enable(section, definition.secret_key))
         log.info("broker {name} starting: {services} services, {routes} HTTP routes",
                  name=self.config.name, services=len(self.store), routes=len(self.router.routes))
         super().startService()
@@ -80,7 +84,26 @@ class BrokerNode(MultiService):
         gc.collect()
         gc.freeze()
         # Logged once the reactor runs (signal handlers are installed): the node is up.
-        log.info("broker {name} ready", name=self.config.name)
+        log.info("broker {name} ready: {urls}", name=self.config.name, urls=" ".join(self.urls()))
+
+    def urls(self):
+        """Where to go first: the docs page, the WebSocket endpoints and the live page the
+        config serves, else the root URL (a listener without an IP address: its address)."""
+        listener = self.listener
+        if listener.url() is None:
+            return [str(listener.port.getHost())]
+        pages = {route.name: route.path for route in self.router.routes if route.name in _READY_PAGES}
+        urls = [listener.url(pages["broker.docs"])] if "broker.docs" in pages else []
+        urls += [listener.url(path, websocket=True) for path in self.context.http_app.upgrade_handlers]
+        urls += [listener.url(pages["demo.live"])] if "demo.live" in pages else []
+        return urls or [listener.url()]
+
+
+def _how_to_enable(section, key):
+    """What to do about a definition's empty secret: set the variable it is read from."""
+    where = config_error(section, key, "is empty")
+    variables = section.variables_of(key)
+    return f"set {' or '.join(variables)} ({where})" if variables else str(where)
 
 
 def build_node(path, listen=None, reactor=None):

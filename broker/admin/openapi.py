@@ -1,8 +1,13 @@
 """The OpenAPI 3.1 document, generated from HTTP channels and SimpleIO."""
 
 import inspect
+import re
 
 __all__ = ["build_openapi"]
+
+# Docstrings are reStructuredText; Swagger UI renders Markdown: ``x`` and :role:`~a.b.x` → `x`.
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_ROLE = re.compile(r":[a-z:]+:`(~?)([^`]+)`")
 
 _MEDIA = {
     "json": "application/json",
@@ -36,10 +41,24 @@ def _error(description):
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+def markdown(doc):
+    """A docstring's reStructuredText literals and roles as Markdown code spans."""
+    return _RST_LITERAL.sub(r"`\1`", _RST_ROLE.sub(_role, doc))
+
+
+def _role(match):
+    """``:class:`~a.b.C``` → `C`, ``:ref:`title <target>``` → `title`, else the target."""
+    short, target = match.groups()
+    title, bracket, _ = target.partition(" <")
+    if bracket:
+        return f"`{title}`"
+    return f"`{target.rpartition('.')[2] if short else target}`"
+
+
 def _operation(route, method, entry):
     sio = entry.sio
     fmt = route.channel.data_format
-    doc = inspect.getdoc(entry.cls) or ""
+    doc = markdown(inspect.getdoc(entry.cls) or "")
     summary = doc.split("\n", 1)[0] if doc else entry.name
     op = {
         "operationId": f"{route.name}.{method.lower()}",

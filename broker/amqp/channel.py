@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from broker.errors import BrokerError, PayloadTooLarge, ServiceError
+from broker.ids import new_cid
 from broker.services.context import ChannelInfo, Request
 from broker.simpleio import decode
 
@@ -233,7 +234,8 @@ class AMQPChannel(Service):
         section = self.section
         request = Request.from_channel(
             body, _headers(method, properties), {}, {}, None, None, self.info,
-            properties.correlation_id or properties.message_id, None, properties.content_type or "")
+            properties.correlation_id or properties.message_id or new_cid(), None,
+            properties.content_type or "")
         self.in_progress += 1
         acks = self._acks.get(message.channel)
         if acks is not None:

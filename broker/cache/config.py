@@ -3,8 +3,8 @@
 ::
 
     cache:
-      backend: redis          # memory (the default) or redis
-      redis: main             # a `connections:` entry of type redis
+      backend: redis          # memory or redis (default: redis when `redis` is set)
+      redis: main             # a `connections:` entry of type redis, or a redis:// URL
       prefix: "broker:"
       timeout: 1s
       named:
@@ -12,7 +12,9 @@
           backend: memory
           max_entries: 1000
 
-With no ``cache:`` section the node has a memory cache.  The builder sets
+With no ``cache:`` section the node has a memory cache; ``redis:
+${BROKER_REDIS_URL:}`` alone gives a Redis cache when the variable is set
+and a memory one when it is empty.  The builder sets
 ``resources.cache`` (the default) and ``resources.caches`` (``{"default":
 ..., "rates": ...}``) and registers each cache's counters under
 ``cache.<name>`` in ``resources.metrics``.
@@ -29,13 +31,20 @@ _NAME = r"^[A-Za-z0-9][\w.\-]*$"
 
 def _needs_redis(section):
     if section.backend == "redis" and not section.redis:
-        raise ValueError("redis: backend redis needs the name of a redis connection")
+        raise ValueError("redis: backend redis needs a redis connection's name or a redis:// URL")
+
+
+def _backend(section):
+    """The backend asked for; without one, redis when a connection is named, else memory."""
+    return section.backend or ("redis" if section.redis else "memory")
 
 
 def _fields(named):
     fields = {
-        "backend": Field(Choice("memory", "redis"), default="memory"),
-        "redis": Field(Str(), default=None, doc="a redis connection's name (backend redis)"),
+        "backend": Field(Choice("memory", "redis"), default=None,
+                         doc="default: redis when `redis` is set (not empty), else memory"),
+        "redis": Field(Str(), default=None,
+                       doc="a redis connection's name or a redis:// URL (backend redis)"),
         "max_entries": Field(Int(min=1), default=10000, doc="memory backend: LRU bound"),
         "default_ttl": Field(Duration(), default=0.0, doc="seconds a value is kept; 0 = forever"),
         "timeout": Field(Duration(min=0.001), default=1.0, doc="redis backend: per command"),
@@ -67,7 +76,7 @@ CACHE_SECTION = Schema("cache", {**_fields(False),
 
 
 def _build_one(section, name, prefix, ctx):
-    if section.backend == "redis":
+    if _backend(section) == "redis":
         connection = ctx.connection(section, "redis", "redis")
         return RedisCache(connection, name=name, prefix=prefix, timeout=section.timeout,
                           default_ttl=section.default_ttl, max_value_size=section.max_value_size)

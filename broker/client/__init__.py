@@ -15,7 +15,7 @@ shapes (see :mod:`.zato`).  Django: :mod:`.django`; Flask: :mod:`.flask`.
 from .core import Client
 from .errors import (BadRequest, BrokerClientError, BrokerHTTPError, ConnectionFailed, Forbidden,
                      GatewayTimeout, MethodNotAllowed, NotFound, ResponseTooLarge, ServiceError,
-                     Timeout, TooManyRequests, Unauthorized, Unavailable)
+                     ServiceNotFound, Timeout, TooManyRequests, Unauthorized, Unavailable)
 from .response import Response
 from .zato import AnyServiceInvoker, JSONClient
 
@@ -24,8 +24,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AnyServiceInvoker", "BadRequest", "BrokerClientError", "BrokerHTTPError", "Client",
     "ConnectionFailed", "Forbidden", "GatewayTimeout", "JSONClient", "MethodNotAllowed",
-    "NotFound", "Response", "ResponseTooLarge", "ServiceError", "Timeout", "TooManyRequests",
-    "Unauthorized", "Unavailable", "client_from_settings",
+    "NotFound", "Response", "ResponseTooLarge", "ServiceError", "ServiceNotFound", "Timeout",
+    "TooManyRequests", "Unauthorized", "Unavailable", "client_from_settings",
 ]
 
 

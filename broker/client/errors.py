@@ -1,13 +1,15 @@
 """Typed errors the client raises; each carries what the broker answered.
 
 Errors from the broker (an HTTP answer that is not 2xx) are
-:class:`BrokerHTTPError` subclasses chosen by status; trouble reaching the
-broker is :class:`ConnectionFailed` or :class:`Timeout`.
+:class:`BrokerHTTPError` subclasses chosen by status, made more precise by
+the error body's ``code`` (a 404 ``service_not_found`` is a
+:class:`ServiceNotFound`); trouble reaching the broker is
+:class:`ConnectionFailed` or :class:`Timeout`.
 """
 
 __all__ = [
     "BadRequest", "BrokerClientError", "BrokerHTTPError", "ConnectionFailed", "Forbidden",
-    "MethodNotAllowed", "NotFound", "ResponseTooLarge", "ServiceError", "Timeout",
+    "MethodNotAllowed", "NotFound", "ResponseTooLarge", "ServiceError", "ServiceNotFound", "Timeout",
     "TooManyRequests", "Unauthorized", "Unavailable", "error_for",
 ]
 
@@ -63,7 +65,11 @@ class Forbidden(BrokerHTTPError):
 
 
 class NotFound(BrokerHTTPError):
-    """404: no such service, channel or topic."""
+    """404: something asked for does not exist (a route, a topic, or what the service looked for)."""
+
+
+class ServiceNotFound(NotFound):
+    """404 ``service_not_found``: the broker has no service of the name invoked."""
 
 
 class MethodNotAllowed(BrokerHTTPError):
@@ -93,6 +99,12 @@ _BY_STATUS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
               429: TooManyRequests, 500: ServiceError, 503: Unavailable, 504: GatewayTimeout}
 
 
+_BY_CODE = {"service_not_found": ServiceNotFound}
+
+
 def error_for(response):
-    """The exception for an error ``response`` (by status; 4xx/5xx fall back to the base)."""
-    return _BY_STATUS.get(response.status, BrokerHTTPError)(response)
+    """The exception for an error ``response``: by the body's ``code`` when it names one more
+    precisely, else by status (4xx/5xx fall back to the base)."""
+    body = response.data if isinstance(response.data, dict) else {}
+    cls = _BY_CODE.get(body.get("code")) or _BY_STATUS.get(response.status, BrokerHTTPError)
+    return cls(response)

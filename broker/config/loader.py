@@ -68,12 +68,13 @@ class ConfigError(Exception):
 class _Origin:
     """Where a loaded mapping or list came from: its file and the line of each key or item."""
 
-    def __init__(self, items=(), file=None, line=None, lines=None, texts=None):
+    def __init__(self, items=(), file=None, line=None, lines=None, texts=None, variables=None):
         super().__init__(items)
         self.file = file
         self.line = line
         self._lines = dict(lines or {})
         self._texts = dict(texts or {})
+        self._variables = dict(variables or {})
 
     def line_of(self, key):
         """The line of ``key`` (a key or an index), or this container's own line when it has none."""
@@ -82,6 +83,10 @@ class _Origin:
     def text_of(self, key):
         """The text ``${...}`` substituted into ``key``'s value when that typed it (e.g. an int), else None."""
         return self._texts.get(key)
+
+    def variables_of(self, key):
+        """The environment variables ``key``'s value refers to (``${NAME...}``), in order; ``()``."""
+        return self._variables.get(key, ())
 
 
 class Located(_Origin, dict):
@@ -119,11 +124,11 @@ class Section:
     file = _Meta("_file")
     line = _Meta("_line")
 
-    def __init__(self, name, values, file=None, line=None, lines=None, path=""):
+    def __init__(self, name, values, file=None, line=None, lines=None, path="", variables=None):
         state = self.__dict__
         state.update(values)
         state.update(_name=name, _values=dict(values), _file=file, _line=line,
-                     _lines=dict(lines or {}), _path=path)
+                     _lines=dict(lines or {}), _path=path, _variables=dict(variables or {}))
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -166,6 +171,10 @@ class Section:
     def line_of(self, key):
         """The line where ``key`` was written, or the section's own line."""
         return self._lines.get(key, self._line)
+
+    def variables_of(self, key):
+        """The environment variables ``key``'s value was written with (``${NAME...}``); ``()``."""
+        return self._variables.get(key, ())
 
     def to_dict(self):
         """Plain dicts, lists and scalars, for export."""
@@ -261,6 +270,12 @@ def substitute(text, environ=None):
     return _REFERENCE.sub(replace, text)
 
 
+def _references(text):
+    """The names of the variables ``text`` refers to with ``${NAME}`` or ``${NAME:default}``."""
+    return tuple(match.group(1).partition(":")[0] for match in _REFERENCE.finditer(text)
+                 if match.group(1) is not None)
+
+
 class _Builder:
     """Turns composed YAML nodes into located plain values."""
 
@@ -307,6 +322,11 @@ class _Builder:
             result._texts.pop(key, None)
             if text is not None:
                 result._texts[key] = text
+            names = _references(value_node.value) if isinstance(value_node, yaml.ScalarNode) else ()
+            if names:
+                result._variables[key] = names
+            else:
+                result._variables.pop(key, None)
         return result
 
     def _key(self, node, path):

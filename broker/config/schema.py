@@ -17,7 +17,7 @@ default is reported at the line of the mapping that lacks the key.
 
 from collections.abc import Mapping
 
-from broker.config.loader import Section, config_error
+from broker.config.loader import Located, Section, config_error
 from broker.config.values import (NOTHING, Any, Bool, Choice, Duration, Endpoint, Float, Int,
                                   ListOf, MapOf, Path, Size, Str, Type, Where, join_key, show,
                                   suggest, typed_text)
@@ -84,13 +84,15 @@ class Schema(Type):
     def _check(self, value, where):
         if not isinstance(value, Mapping):
             raise where.error(f"expected a mapping, got {show(value)}")
-        values, lines, defaulted = {}, {}, {}
+        values, lines, defaulted, variables = {}, {}, {}, {}
         for key, item in value.items():
             child = where.child(value, key)
             field = self.fields.get(key)
             if field is None:
                 raise child.error(f"unknown key {show(key)}{suggest(key, self.fields)}")
             lines[key] = child.line
+            if isinstance(value, Located) and value.variables_of(key):
+                variables[key] = value.variables_of(key)
             if item is None and not field.required:
                 defaulted[key] = child
             else:
@@ -106,7 +108,7 @@ class Schema(Type):
                 child = defaulted.get(key) or Where(where.file, where.line, join_key(where.path, key))
                 values[key] = field._check(field.default, child)
         section = Section(self.name, {key: values[key] for key in self.fields},
-                          where.file, where.line, lines, where.path)
+                          where.file, where.line, lines, where.path, variables)
         if self.validate is not None:
             try:
                 self.validate(section)

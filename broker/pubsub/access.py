@@ -2,13 +2,15 @@
 
 Permissions are per security definition (``pubsub.permissions``), plus an
 ``anonymous`` entry for callers sending no credentials.  A caller sending
-credentials that fail is refused, never treated as anonymous.  Credentials:
+credentials that fail is refused, never treated as anonymous; credentials that
+only a definition without permissions here accepts are refused naming it (403),
+so the fix is clear.  Credentials:
 ``Authorization: Basic``, an API key header, ``Authorization: Bearer <t>``
 or, for browsers that cannot set headers on a WebSocket, ``?token=<t>``
 (a bearer token, also accepted as the API key).
 """
 
-from broker.errors import Unauthorized
+from broker.errors import Forbidden, Unauthorized
 from broker.pubsub.topics import PatternSet
 
 __all__ = ["Access", "Grant", "ANONYMOUS"]
@@ -74,11 +76,13 @@ class Access:
 
     :param definitions: ``{name: security definition}`` tried in order.
     :param grants: ``{name: Grant}`` for those definitions and ``anonymous``.
+    :param ungranted: the node's other definitions, to explain a refusal of their callers.
     """
 
-    def __init__(self, definitions, grants):
+    def __init__(self, definitions, grants, ungranted=None):
         self.definitions = dict(definitions)
         self.grants = dict(grants)
+        self.ungranted = dict(ungranted or {})
         self.anonymous = self.grants.get(ANONYMOUS) or Grant(ANONYMOUS)
         self._api_headers = tuple(d.key_header for d in self.definitions.values() if d.key_header)
         self.counters = {"authenticated": 0, "anonymous": 0, "auth_failures": 0, "denied": 0}
@@ -100,7 +104,21 @@ class Access:
         if not offered:
             self.counters["anonymous"] += 1
             return self.anonymous
-        for name, definition in self.definitions.items():
+        name = self._accepting(self.definitions, headers, bearer, peer, cid)
+        if name is not None:
+            self.counters["authenticated"] += 1
+            return self.grants[name]
+        name = self._accepting(self.ungranted, headers, bearer, peer, cid)
+        if name is not None:
+            self.counters["denied"] += 1
+            raise Forbidden(f'security definition "{name}" has no pub/sub permissions '
+                            f'(none under pubsub.permissions)')
+        self.counters["auth_failures"] += 1
+        raise Unauthorized()
+
+    def _accepting(self, definitions, headers, bearer, peer, cid):
+        """The name of the first of ``definitions`` accepting these credentials, or None."""
+        for name, definition in definitions.items():
             seen = headers
             api_header = definition.key_header
             if api_header and bearer and api_header not in headers:
@@ -111,10 +129,8 @@ class Access:
                 definition.authenticate(_Shim(seen, peer, cid))
             except Unauthorized:
                 continue
-            self.counters["authenticated"] += 1
-            return self.grants[name]
-        self.counters["auth_failures"] += 1
-        raise Unauthorized()
+            return name
+        return None
 
     @staticmethod
     def _offers(definition, headers):

@@ -63,8 +63,8 @@ WEBSOCKET = Schema("pubsub websocket", {
 
 PUBSUB = Schema("pubsub", {
     "enabled": Field(Bool(), default=True),
-    "redis": Field(Str(), default=None, doc="a redis connection's name: history in Redis "
-                                            "Streams and a backplane shared by the nodes"),
+    "redis": Field(Str(), default=None, doc="a redis connection's name or a redis:// URL: history "
+                                            "in Redis Streams and a backplane shared by the nodes"),
     "namespace": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-:]*$"), default="broker:pubsub",
                        doc="Redis key prefix; nodes of one cluster share it"),
     "history": Field(Int(min=0, max=1_000_000), default=100, doc="messages kept per topic"),
@@ -119,7 +119,8 @@ def build_pubsub(section, ctx):
                                f'(known: {", ".join(sorted(ctx.security)) or "none"}; '
                                f'or "{ANONYMOUS}")')
         grants[name] = Grant(name, grant.subscribe, grant.publish, grant.invoke)
-    access = Access({n: ctx.security[n] for n in grants if n != ANONYMOUS}, grants)
+    access = Access({n: ctx.security[n] for n in grants if n != ANONYMOUS}, grants,
+                    {n: d for n, d in ctx.security.items() if n not in grants})
 
     policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
                             t.overflow or section.overflow) for t in section.topics]

@@ -11,6 +11,12 @@
         password: ${REDIS_PASSWORD:}   # no default; empty means none
         timeout: 1s
 
+Where a feature names a Redis connection (``cache.redis``, ``scheduler.redis``,
+``pubsub.redis``) a ``redis://[:password@]host[:port][/db]`` URL may stand in
+for the name: the node then makes one connection per URL with the defaults
+below (:func:`redis_connection_from_url`).  ``redis: ${BROKER_REDIS_URL:}``
+is Redis when the variable is set and nothing (memory) when it is not.
+
 :class:`RedisConnection` creates its txredisapi connection lazily (the module
 installs a reactor when imported, so it is imported only once the node
 starts) with ``charset=None, convertNumbers=False``: values go out and come
@@ -18,6 +24,8 @@ back as bytes, untouched.  :meth:`RedisConnection.execute` is the one way
 in: every command has a timeout, failures are counted, and a
 :class:`~broker.redis.breaker.CircuitBreaker` stops hammering a dead server.
 """
+
+from urllib.parse import unquote, urlsplit
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -27,7 +35,7 @@ from broker.config.schema import Bool, Duration, Field, Int, Schema, Str
 from broker.redis.breaker import CircuitBreaker
 
 __all__ = ["REDIS_CONNECTION", "RedisConnection", "RedisFailure", "RedisUnavailable",
-           "build_redis_connection"]
+           "build_redis_connection", "parse_redis_url", "redis_connection_from_url"]
 
 log = Logger()
 
@@ -308,12 +316,42 @@ def _factory_class():
 
 def build_redis_connection(section, ctx):
     """A :class:`RedisConnection` for one ``connections:`` entry; health and metrics registered."""
-    connection = RedisConnection(
+    return _registered(RedisConnection(
         section.name, host=section.host, port=section.port, db=section.db,
         password=section.password, timeout=section.timeout,
         connect_timeout=section.connect_timeout, pool_size=section.pool_size,
         max_waiting=section.max_waiting, breaker_failures=section.breaker_failures,
-        breaker_reset=section.breaker_reset, critical=section.critical, reactor=ctx.reactor)
-    ctx.resources.health[f"redis.{section.name}"] = connection.health
-    ctx.resources.metrics[f"redis.{section.name}"] = connection.metrics
+        breaker_reset=section.breaker_reset, critical=section.critical, reactor=ctx.reactor), ctx)
+
+
+def parse_redis_url(url):
+    """``redis://[[user]:password@]host[:port][/db]`` → ``(host, port, db, password)``.
+
+    :raise ValueError: saying what is wrong (never repeating the password).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        raise ValueError(f'expected a redis:// URL, got "{parts.scheme}://..."')
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError("the URL's port is not a number from 1 to 65535") from None
+    db = parts.path.strip("/") or "0"
+    if not parts.hostname or not db.isdigit() or parts.query or parts.fragment:
+        raise ValueError("expected redis://[:password@]host[:port][/db]")
+    if parts.username not in (None, "", "default"):
+        raise ValueError("a Redis ACL user name is not supported: redis://:password@host")
+    return parts.hostname, port, int(db), unquote(parts.password) if parts.password else None
+
+
+def redis_connection_from_url(url, ctx):
+    """A :class:`RedisConnection` with the default settings at ``url``, named ``host:port/db``."""
+    host, port, db, password = parse_redis_url(url)
+    return _registered(RedisConnection(f"{host}:{port}/{db}", host, port, db, password,
+                                       reactor=ctx.reactor), ctx)
+
+
+def _registered(connection, ctx):
+    ctx.resources.health[f"redis.{connection.conn_name}"] = connection.health
+    ctx.resources.metrics[f"redis.{connection.conn_name}"] = connection.metrics
     return connection

@@ -10,6 +10,7 @@
           data: {source: scheduler}
           interval: 60s        # or cron: "*/5 * * * *", or at: 2026-12-01T10:00:00Z
           start: 2026-12-01T00:00:00Z
+          run_at_start: true   # also run as soon as the scheduler starts
           jitter: 2s
           overlap: skip        # or allow
           misfire: run_once    # or skip
@@ -70,6 +71,8 @@ def _one_trigger(section):
                          (f", got {', '.join(given)}" if given else ""))
     if section.interval is not None and section.interval <= 0:
         raise ValueError("interval: must be more than 0s")
+    if section.run_at_start and section.at is not None:
+        raise ValueError("run_at_start: a one-time job (at) runs at its time only")
 
 
 JOB = Schema("job", {
@@ -86,6 +89,9 @@ JOB = Schema("job", {
     "max_running": Field(Int(min=1, max=1000), default=10, doc="runs at once (overlap: allow)"),
     "misfire": Field(Choice("run_once", "skip"), default="run_once"),
     "misfire_grace": Field(Duration(), default=1.0, doc="how late a run may start"),
+    "run_at_start": Field(Bool(), default=False,
+                          doc="a job with no stored state runs when the scheduler starts, "
+                              "not one interval (or cron time) later"),
     "enabled": Field(Bool(), default=True),
 }, validate=_one_trigger)
 
@@ -102,7 +108,8 @@ def _check_section(section):
 
 SCHEDULER_SECTION = Schema("scheduler", {
     "redis": Field(Str(), default=None,
-                   doc="a redis connection: job state and one runner per cluster"),
+                   doc="a redis connection's name or a redis:// URL: job state and one runner "
+                       "per cluster"),
     "prefix": Field(Str(), default="broker:", doc="Redis key prefix"),
     "lock_ttl": Field(Duration(min=0.1), default=30.0, doc="a dead holder's lock expires after"),
     "lock_renew": Field(Duration(min=0.05), default=10.0, doc="how often the lock is renewed"),
@@ -130,7 +137,8 @@ def build_trigger(section):
 def build_job(section):
     return Job(section.name, section.service, build_trigger(section), data=section.data,
                jitter=section.jitter, overlap=section.overlap, max_running=section.max_running,
-               misfire=section.misfire, grace=section.misfire_grace, enabled=section.enabled)
+               misfire=section.misfire, grace=section.misfire_grace, enabled=section.enabled,
+               run_at_start=section.run_at_start)
 
 
 def build_scheduler(section, ctx):

@@ -5,7 +5,10 @@ every ``renew`` seconds only while the value is still its own (a Lua
 compare-and-expire).  A node believes it holds the lock only until the
 lease it last confirmed would run out, so a node cut off from Redis stops
 running jobs before another can take over.  When the holder dies its key
-expires after ``ttl`` and the next node to try takes it.
+expires after ``ttl`` and the next node to try takes it.  A renewal that
+finds the key gone (its lease ran out: the node was frozen or cut off for
+longer than ``ttl``) takes it again at once; one that finds another node's
+value names that node.
 """
 
 import uuid
@@ -18,8 +21,10 @@ __all__ = ["LocalLock", "RedisLeaderLock"]
 
 log = Logger()
 
-_RENEW = b"""if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"""
+# 1 when renewed; else the holder's value, or nil when nobody holds it.
+_RENEW = b"""local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return holder"""
 _RELEASE = b"""if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1]) else return 0 end"""
 
@@ -104,16 +109,22 @@ class RedisLeaderLock(Service):
         self._busy = True
         self.counters["attempts"] += 1
         sent = self.clock.seconds()
-        ttl_ms = max(1, round(self.ttl * 1000))
         if self._held:
-            d = self.connection.execute(b"EVAL", _RENEW, 1, self.key, self.owner, ttl_ms)
-            d.addCallback(lambda reply: self._renewed(reply == 1, sent))
+            d = self.connection.execute(b"EVAL", _RENEW, 1, self.key, self.owner, self._ttl_ms)
+            d.addCallback(self._renewed, sent)
         else:
-            d = self.connection.execute(b"SET", self.key, self.owner, b"NX", b"PX", ttl_ms)
-            d.addCallback(lambda reply: self._acquired(reply is not None, sent))
+            d = self._take(sent)
         d.addErrback(self._error)
         d.addBoth(self._done)
         return d
+
+    @property
+    def _ttl_ms(self):
+        return max(1, round(self.ttl * 1000))
+
+    def _take(self, sent):
+        d = self.connection.execute(b"SET", self.key, self.owner, b"NX", b"PX", self._ttl_ms)
+        return d.addCallback(lambda reply: self._acquired(reply is not None, sent))
 
     def _acquired(self, ok, sent):
         if ok:
@@ -122,11 +133,15 @@ class RedisLeaderLock(Service):
             log.info("scheduler lock {key} taken by this node ({owner})", key=self.key.decode(),
                      owner=self.owner)
 
-    def _renewed(self, ok, sent):
-        if ok:
+    def _renewed(self, holder, sent):
+        if holder == 1:
             self._lease_until = sent + self.ttl
+        elif holder is None:
+            self._lose("its lease ran out before this node renewed it; taking it again")
+            return self._take(self.clock.seconds())
         else:
-            self._lose("another node holds it now")
+            self._lose(f"node {holder.decode(errors='replace')} holds it now")
+        return None
 
     def _lose(self, why):
         if self._held:

@@ -45,11 +45,13 @@ class Job:
     :param max_running: runs of this job at once when ``overlap`` is ``allow``.
     :param misfire: ``run_once`` (run once for all runs missed) or ``skip``.
     :param grace: a fire this many seconds late (past jitter) is a misfire.
+    :param run_at_start: without stored state, the first run is when the scheduler starts.
     """
 
     def __init__(self, name, service, trigger, data=None, jitter=0.0, overlap="skip",
-                 max_running=10, misfire="run_once", grace=1.0, enabled=True):
+                 max_running=10, misfire="run_once", grace=1.0, enabled=True, run_at_start=False):
         self.name, self.service, self.trigger = name, service, trigger
+        self.run_at_start = run_at_start
         self.data = data or {}
         self.jitter, self.overlap, self.max_running = jitter, overlap, max_running
         self.misfire, self.grace = misfire, grace
@@ -155,6 +157,8 @@ class Scheduler(Service):
                     log.info("job {job} has run its one time already", job=job.name)
                     return None
                 job.trigger.rebase(due)
+            elif job.run_at_start:
+                due = now
             else:
                 due = job.trigger.first(now)
                 if isinstance(job.trigger, OnceTrigger) and due < now - job.grace:

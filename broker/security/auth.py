@@ -27,6 +27,7 @@ class SecurityDefinition:
     """
 
     type = None
+    secret_key = None  # the config key holding the secret
     scheme = None  # the OpenAPI securityScheme this definition maps to
     key_header = None  # the lower-cased header an API key comes in, for key-based definitions
 
@@ -58,6 +59,7 @@ class BasicAuth(SecurityDefinition):
     """HTTP Basic Auth with one username and password."""
 
     type = "basic_auth"
+    secret_key = "password"
 
     def __init__(self, name, username, password, realm="broker"):
         super().__init__(name)
@@ -105,6 +107,7 @@ class APIKey(SecurityDefinition):
     """An API key sent in a header (``X-API-Key`` by default)."""
 
     type = "apikey"
+    secret_key = "key"
 
     def __init__(self, name, key, header="X-API-Key", caller=None):
         super().__init__(name)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from twisted.logger import Logger
 
-from broker.errors import NotFound
+from broker.errors import ServiceNotFound
 from broker.services.base import Service, derive_name
 from broker.simpleio import compile_simpleio
 
@@ -62,11 +62,11 @@ class ServiceStore:
         return sorted(self._entries)
 
     def get(self, name):
-        """The entry for ``name``; :class:`~broker.errors.NotFound` if there is none."""
+        """The entry for ``name``; :class:`~broker.errors.ServiceNotFound` if there is none."""
         try:
             return self._entries[name]
         except KeyError:
-            raise NotFound(f"No such service: {name}") from None
+            raise ServiceNotFound(name) from None
 
     def add(self, cls, source=None):
         """Deploy a service class; a name already taken by another class is an error."""

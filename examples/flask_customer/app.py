@@ -1,7 +1,7 @@
 """A small Flask app that calls the broker's services through the Flask extension.
 
     pip install flask ./client
-    BROKER_PASSWORD=... flask --app examples/flask_customer/app.py run --port 8189
+    BROKER_ADMIN_PASSWORD=... flask --app examples/flask_customer/app.py run --port 8189
     curl localhost:8189/customer/123
 
 It can also run inside the broker itself as a hosted WSGI app: see etc/examples/wsgi.yaml.
@@ -20,7 +20,7 @@ def create_app(config=None):
     app = Flask(__name__)
     app.config["BROKER"] = {
         "address": os.environ.get("BROKER_ADDRESS", "http://127.0.0.1:17010"),
-        "auth": (os.environ.get("BROKER_USER", "admin"), os.environ.get("BROKER_PASSWORD", "")),
+        "auth": (os.environ.get("BROKER_USER", "admin"), os.environ.get("BROKER_ADMIN_PASSWORD", "")),
         "timeout": 10,
     }
     app.config.update(config or {})

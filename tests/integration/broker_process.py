@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_LISTENING = re.compile(r"HTTP listening on ([\d.]+):(\d+)")
-_READY = re.compile(r"broker \S+ ready")
+# "broker NAME ready: http://127.0.0.1:PORT/docs ws://..." (the first URL gives the port)
+_READY = re.compile(r"broker \S+ ready: [a-z]+://[\d.]+:(\d+)/")
 
 
 def free_port():
@@ -86,10 +86,9 @@ class BrokerProcess:
     def _read(self, ready):
         for line in self._proc.stdout:
             self.lines.append(line)
-            found = _LISTENING.search(line)
+            found = _READY.search(line)
             if found and self.port is None:
-                self.port = int(found.group(2))
-            if self.port is not None and _READY.search(line):
+                self.port = int(found.group(1))
                 ready.set()
         ready.set()
 

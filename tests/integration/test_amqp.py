@@ -156,6 +156,17 @@ def test_a_bad_message_is_dead_lettered_with_its_reason(env):
     assert properties.headers["x-broker-service"] == "demo.echo"
 
 
+def test_a_message_without_ids_gets_a_cid_for_the_log_and_its_dead_letter(env):
+    """No correlation or message id: the broker makes a cid, logged and sent with the dead letter."""
+    broker, channel, s = env
+    channel.basic_publish("", f"t.echo.{s}", b'{"colour": "no-ids"}')
+    dead = get_one(channel, f"t.dead.{s}")
+    assert dead is not None, broker.output
+    cid = dead[0].headers["x-broker-cid"]
+    assert wait_until(lambda: f"dead-lettering a bad message (cid {cid})" in broker.output)
+    assert "cid None" not in broker.output
+
+
 def test_malformed_json_is_dead_lettered_and_an_rpc_caller_gets_the_error(env):
     broker, channel, s = env
     reply = rpc(channel, f"t.echo.{s}", b"{not json")

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from broker.client import (AnyServiceInvoker, BadRequest, Client, ConnectionFailed, JSONClient,
-                           NotFound, Timeout, Unauthorized)
+                           NotFound, ServiceNotFound, Timeout, Unauthorized)
 from tests.integration.broker_process import ROOT
 
 
@@ -55,10 +55,31 @@ def test_invalid_input_raises_bad_request_naming_fields(client):
     assert error.cid and error.response.ok is False
 
 
-def test_unknown_service_raises_not_found(client):
-    with pytest.raises(NotFound) as caught:
+def test_unknown_service_raises_service_not_found(client):
+    with pytest.raises(ServiceNotFound) as caught:
         client.invoke("no.such.service", {})
-    assert "no.such.service" in caught.value.details
+    error = caught.value
+    assert isinstance(error, NotFound) and error.status == 404
+    assert error.code == "service_not_found" and "no.such.service" in error.details
+
+
+def test_a_services_own_404_is_not_a_missing_service(client):
+    """rates.get answers 404 for a currency it has no rate for: NotFound, not ServiceNotFound."""
+    with pytest.raises(NotFound) as caught:
+        client.invoke("rates.get", {"currency": "XAU"})
+    error = caught.value
+    assert not isinstance(error, ServiceNotFound)
+    assert error.code == "not_found" and error.errors == [{"field": "currency",
+                                                           "problem": "no rate for XAU"}]
+
+
+def test_a_missing_dispatcher_is_not_a_missing_service(broker):
+    with Client(f"http://127.0.0.1:{broker.port}", auth=("admin", broker.admin_password),
+                invoke_path="/no/dispatcher/here") as c:
+        with pytest.raises(NotFound) as caught:
+            c.invoke("customer.get2", {"cust_id": "1"})
+    assert not isinstance(caught.value, ServiceNotFound)
+    assert "No route for /no/dispatcher/here" in caught.value.details
 
 
 def test_wrong_password_raises_unauthorized(broker):

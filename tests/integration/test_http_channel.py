@@ -59,6 +59,19 @@ def test_missing_and_malformed_input_named(broker):
     assert "Traceback" not in body.decode()
 
 
+def test_client_errors_are_logged_with_their_cid(broker):
+    """The cid a 4xx answer carries finds its one log line: method, path, status, code; no body."""
+    status, headers, _ = broker.request("POST", "/demo/echo?x=query-marker",
+                                        '{"repeat":"x","colour":"body-marker"}')
+    assert status == 400
+    cid = headers["x-broker-cid"]
+    assert broker.wait_for_log(f"POST /demo/echo: 400 invalid_input (cid {cid})"), broker.output
+    status, headers, _ = broker.request("GET", "/no/such/path")
+    assert status == 404
+    assert broker.wait_for_log(f"GET /no/such/path: 404 not_found (cid {headers['x-broker-cid']})")
+    assert "body-marker" not in broker.output and "query-marker" not in broker.output
+
+
 def test_malformed_json(broker):
     """Malformed JSON is a 400 with a JSON body saying so."""
     status, _, body = broker.request("POST", "/demo/echo", '{"text": ')
@@ -249,6 +262,7 @@ def test_dispatcher_unknown_service(broker):
                                      _basic("admin", broker.admin_password))
     assert status == 404
     assert "no.such" in _json(body)["details"]
+    assert _json(body)["code"] == "service_not_found"
 
 
 def test_zato_wire_format(broker):
@@ -313,6 +327,16 @@ def test_openapi_document(broker):
     assert "/demo/echo/xml" in doc["paths"]
     assert doc["paths"]["/broker/invoke"]["post"]["security"] == [{"admin": []}]
     assert doc["components"]["securitySchemes"]["admin"] == {"type": "http", "scheme": "basic"}
+
+
+def test_openapi_texts_are_markdown(broker):
+    """Docstrings are reStructuredText; Swagger UI shows Markdown: ``x`` becomes `x`."""
+    doc = _json(broker.request("GET", "/openapi.json")[2])
+    rates = doc["paths"]["/rates"]["get"]
+    assert "`currencies`" in rates["description"]
+    texts = [op[key] for item in doc["paths"].values() for op in item.values()
+             for key in ("summary", "description")]
+    assert not [text for text in texts if "``" in text or ":class:" in text]
 
 
 def test_docs_page_and_its_assets(broker):

@@ -5,15 +5,17 @@ The tests marked ``needs_cache_and_scheduler`` run once the cache and scheduler
 sections exist (their branch merged); the others run on their own.
 """
 
+import base64
 import json
 import secrets
-import socket
 import subprocess
 import pytest
 import yaml
+from websockets.exceptions import InvalidStatus
 
 from broker.registry import OUTGOING_TYPES, SECTIONS
-from tests.integration.broker_process import BrokerProcess, ROOT, wait_until
+from tests.integration.broker_process import BrokerProcess, ROOT, free_port, wait_until
+from tests.integration.ws_client import WSClient
 
 needs_cache_and_scheduler = pytest.mark.skipif(
     not {"cache", "scheduler"} <= set(SECTIONS), reason="needs the cache and scheduler sections")
@@ -26,7 +28,16 @@ def get_json(broker, path, method="GET", **kwargs):
     return status, json.loads(body) if body else None
 
 
+def admin(broker):
+    token = base64.b64encode(f"admin:{broker.admin_password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
+
+def switch(broker, provider, state):
+    """Switch a fixture provider down or up (the switch is for the admin definition only)."""
+    status, body = get_json(broker, f"/fixtures/rates/{provider}/{state}", "POST", headers=admin(broker))
+    assert status == 200, body
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +51,15 @@ def broker():
 def providers_up(broker):
     yield
     for provider in ("ecb", "ecb-sdmx", "frankfurter"):
-        broker.request("POST", f"/fixtures/rates/{provider}/up")
+        switch(broker, provider, "up")
+
+
+def test_the_fixture_switch_is_for_admin_only(broker):
+    """Anonymous callers may read the fixtures but not switch a provider down."""
+    status, body = get_json(broker, "/fixtures/rates/ecb/down", "POST")
+    assert status == 401 and body["code"] == "unauthorized"
+    assert get_json(broker, "/fixtures/rates")[1]["providers"]["ecb"]["down"] is False
+    assert switch(broker, "ecb", "down")["providers"]["ecb"]["down"] is True
 
 
 def test_rates_in_the_sample_config(broker):
@@ -74,7 +93,7 @@ def test_unknown_and_malformed_currencies(broker):
 
 
 def test_one_provider_down_the_others_still_serve(broker):
-    broker.request("POST", "/fixtures/rates/ecb/down")
+    switch(broker, "ecb", "down")
     status, body = get_json(broker, "/rates?currency=USD,JPY&max_age=0")   # max_age=0: refresh now
     assert status == 200, body
     assert {row["provider"] for row in body} == {"ecb-sdmx"}
@@ -98,11 +117,70 @@ def test_all_providers_down_serves_the_last_rates_as_stale(broker):
     status, before = get_json(broker, "/rates?currency=USD&max_age=0")
     assert status == 200 and before[0]["is_stale"] is False
     for provider in ("ecb", "ecb-sdmx", "frankfurter"):
-        broker.request("POST", f"/fixtures/rates/{provider}/down")
+        switch(broker, provider, "down")
     status, after = get_json(broker, "/rates?currency=USD&max_age=0")
     assert status == 200, after
     assert after[0]["is_stale"] is True
     assert after[0]["rate"] == before[0]["rate"]
+
+
+@pytest.fixture(scope="module")
+def example():
+    """etc/examples/rates.yaml as shipped (memory cache: BROKER_REDIS_URL unset)."""
+    process = BrokerProcess(config=EXAMPLE, env={"BROKER_REDIS_URL": ""}).start()
+    yield process
+    process.stop()
+
+
+def served(process):
+    """Answers per fixture provider so far."""
+    return get_json(process, "/broker/metrics")[1]["counters"].get("fixtures.rates", {})
+
+
+def test_the_example_prefetches_at_start(example):
+    """The scheduler's first refresh runs at start: the rates are there before anyone asks."""
+    assert wait_until(lambda: served(example) == {"ecb": 1, "frankfurter": 1, "ecb-sdmx": 1}), \
+        example.output
+    status, body = get_json(example, "/rates?currency=USD,GBP")
+    assert status == 200, body
+    assert [row["currency"] for row in body] == ["USD", "GBP"]
+    assert served(example) == {"ecb": 1, "frankfurter": 1, "ecb-sdmx": 1}    # from the cache
+    assert "job rates.refresh ran rates.refresh" in example.output
+
+
+def test_anonymous_websocket_subscribers_get_each_refresh(example):
+    """rates.# is open to anonymous subscribers; admin gets in too (it has pub/sub permissions)."""
+    with WSClient(example.port) as anonymous, \
+            WSClient(example.port, headers=admin(example)) as operator:
+        assert anonymous.request("subscribe", topic="rates.#")["op"] == "ok"
+        assert operator.request("subscribe", topic="rates.EUR.USD")["op"] == "ok"
+        status, body = get_json(example, "/rates/refresh", "POST", headers=admin(example))
+        assert status == 200 and "USD" in body["changed"], body
+        changes = anonymous.messages(len(body["changed"]))
+        assert {frame["topic"] for frame in changes} == {f"rates.EUR.{c}" for c in body["changed"]}
+        usd, = operator.messages(1)
+        assert usd["data"]["currency"] == "USD" and usd["data"]["previous"] is not None
+
+
+def test_the_example_refuses_publishing_and_explains_a_definition_without_permissions(tmp_path):
+    """Anonymous callers may not publish to rates.#; credentials of a definition the config gives
+    no pub/sub permissions are refused with a 403 naming it (they used to get a bare 401)."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["services"]["paths"] = [str(ROOT / "plugins" / "rates.py")]
+    del config["pubsub"]["permissions"]["admin"]
+    path = tmp_path / "rates-no-admin-pubsub.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = BrokerProcess(config=path, env={"BROKER_REDIS_URL": ""}).start()
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            WSClient(process.port, headers=admin(process))
+        response = refused.value.response
+        assert response.status_code == 403
+        assert 'security definition "admin" has no pub/sub permissions' in response.reason_phrase
+        with WSClient(process.port) as anonymous:
+            assert anonymous.request("publish", topic="rates.EUR.USD", data={})["op"] == "error"
+    finally:
+        process.stop()
 
 
 @needs_cache_and_scheduler
@@ -123,19 +201,15 @@ def test_the_offline_example_refreshes_on_its_own():
         process.stop()
 
 
-def redis_config(tmp_path, port, prefix="broker:"):
-    """rates.yaml with its Redis lines switched on, pointing at ``port``, keys under ``prefix``."""
-    text = EXAMPLE.read_text()
-    text = text.replace("  backend: memory\n  # redis: redis\n",
-                        f'  backend: redis\n  redis: redis\n  prefix: "{prefix}"\n')
-    text = text.replace("# connections:\n#   - name: redis\n#     type: redis\n"
-                        "#     host: ${REDIS_HOST:127.0.0.1}\n#     port: ${REDIS_PORT:6379}\n",
-                        f"connections:\n  - name: redis\n    type: redis\n    host: 127.0.0.1\n"
-                        f"    port: {port}\n")
-    assert "backend: redis" in text and "\nconnections:" in text
-    config = tmp_path / "rates-redis.yaml"
-    config.write_text(text.replace("../../plugins/rates.py", str(ROOT / "plugins" / "rates.py")))
-    return config
+def redis_config(tmp_path, prefix):
+    """rates.yaml as shipped, but for its keys under ``prefix`` (tests share the Redis server)."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    assert config["cache"] == {"redis": "${BROKER_REDIS_URL:}"}
+    config["cache"]["prefix"] = prefix
+    config["services"]["paths"] = [str(ROOT / "plugins" / "rates.py")]
+    path = tmp_path / "rates-redis.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def redis_cli(*args):
@@ -144,13 +218,15 @@ def redis_cli(*args):
 
 @needs_cache_and_scheduler
 def test_the_offline_example_keeps_rates_in_redis(tmp_path):
+    """BROKER_REDIS_URL set: the rates the node prefetches at start are in Redis."""
     prefix = f"test-rates-{secrets.token_hex(4)}:"
-    process = BrokerProcess(config=redis_config(tmp_path, 6379, prefix),
-                            env={"RATES_REFRESH_INTERVAL": "1s"}).start()
+    process = BrokerProcess(config=redis_config(tmp_path, prefix),
+                            env={"BROKER_REDIS_URL": "redis://127.0.0.1:6379/0"}).start()
     try:
+        stored = wait_until(lambda: redis_cli("GET", f"{prefix}rates:EUR:USD").strip())
+        assert stored, process.output
         status, body = get_json(process, "/rates?currency=USD")
         assert status == 200, body
-        stored = wait_until(lambda: redis_cli("GET", f"{prefix}rates:EUR:USD").strip())
         entry = json.loads(stored)                     # the scheduler may have moved the rate since
         assert entry["currency"] == "USD" and set(entry) == set(body[0])
         snapshot = json.loads(redis_cli("GET", f"{prefix}rates:EUR"))
@@ -163,10 +239,8 @@ def test_the_offline_example_keeps_rates_in_redis(tmp_path):
 
 @needs_cache_and_scheduler
 def test_redis_down_rates_get_still_answers(tmp_path):
-    with socket.socket() as spare:              # a port nobody listens on
-        spare.bind(("127.0.0.1", 0))
-        dead = spare.getsockname()[1]
-    process = BrokerProcess(config=redis_config(tmp_path, dead)).start()
+    process = BrokerProcess(config=redis_config(tmp_path, "unused:"),
+                            env={"BROKER_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}).start()
     try:
         status, body = get_json(process, "/rates?currency=USD,GBP")
         assert status == 200, body
@@ -197,6 +271,8 @@ def test_rate_changes_go_to_rabbitmq(tmp_path):
         if key not in SECTIONS:
             config.pop(key, None)
     config["services"]["paths"] = [str(ROOT / "plugins" / "rates.py")]
+    if "scheduler" in config:       # the first refresh must come once the test's queue is bound
+        config["scheduler"]["jobs"][0]["run_at_start"] = False
     config["connections"] = [{
         "name": "rabbit", "type": "amqp", "username": "guest", "password": "guest",
         "exchanges": [{"name": exchange, "type": "topic", "durable": False, "auto_delete": True}],

@@ -1,6 +1,7 @@
 """Starting the broker: plugin discovery, bad configs, missing secrets."""
 
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -33,6 +34,24 @@ def test_bad_config_stops_startup_with_one_line(tmp_path):
     assert status != 0
     assert "Traceback" not in output
     assert output.splitlines() == [f"broker: {config}:5: channels[0].path: " + output.split(": ", 3)[3]]
+
+
+def test_the_readme_config_error_example_is_what_the_broker_says(tmp_path):
+    """README's "A mistake stops startup with one line" example, produced for real: the sample
+    config with demo.echo's path written without its slash (so it stays true as the file changes)."""
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"\n(broker: etc/broker\.yaml:\d+: .*)\n", readme).group(1)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "plugins").symlink_to(ROOT / "plugins")
+    config = (ROOT / "etc" / "broker.yaml").read_text()
+    assert "    path: /demo/echo\n" in config
+    (tmp_path / "etc" / "broker.yaml").write_text(config.replace("    path: /demo/echo\n",
+                                                                 "    path: demo/echo\n", 1))
+    result = subprocess.run(twistd_command("-n", "--pidfile=", "broker"), cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert (result.stdout + result.stderr).strip().splitlines()[-1] == example
 
 
 def test_unknown_service_in_channel(tmp_path):
@@ -83,10 +102,53 @@ def test_port_in_use_is_one_line(tmp_path):
 
 
 def test_definition_without_secret_warns(tmp_path):
-    """A security definition without a secret says at startup that it accepts nobody."""
-    broker = BrokerProcess(env={"BROKER_ADMIN_PASSWORD": ""}).start()
+    """A security definition without a secret says at startup that it accepts nobody, and
+    which variable to set (the one its secret is read from), or else which key is empty."""
+    config = tmp_path / "c.yaml"
+    config.write_text(textwrap.dedent("""\
+        http:
+          listen: ${BROKER_LISTEN}
+        security:
+          - name: admin
+            type: basic_auth
+            username: admin
+            password: ${BROKER_ADMIN_PASSWORD:}
+          - name: apps
+            type: apikey
+        """))
+    broker = BrokerProcess(config, env={"BROKER_ADMIN_PASSWORD": ""}).start()
     try:
-        assert broker.wait_for_log("security definition admin has no secret set: it accepts nobody")
+        assert broker.wait_for_log(
+            "security definition admin accepts nobody: set BROKER_ADMIN_PASSWORD "
+            f"({config}:7: security[0].password: is empty)")
+        assert broker.wait_for_log(
+            f"security definition apps accepts nobody: {config}:8: security[1].key: is empty")
+    finally:
+        broker.stop()
+
+
+def test_startup_says_where_once_and_ready_lists_the_urls():
+    """One line says where the node listens; the ready line gives the URLs to open."""
+    broker = BrokerProcess().start()
+    try:
+        port = broker.port
+        base = f"127.0.0.1:{port}"
+        ready = [line for line in broker.lines if "broker broker ready" in line]
+        assert len(ready) == 1
+        assert ready[0].rstrip().endswith(
+            f"ready: http://{base}/docs ws://{base}/ws http://{base}/demo/live"), ready
+        saying_where = [line for line in broker.lines if str(port) in line and line not in ready]
+        assert len(saying_where) == 1, saying_where
+    finally:
+        broker.stop()
+
+
+def test_ready_line_without_pages_gives_the_root_url(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("http:\n  listen: ${BROKER_LISTEN}\n  docs: false\npubsub: {enabled: false}\n")
+    broker = BrokerProcess(config).start()
+    try:
+        assert f"ready: http://127.0.0.1:{broker.port}/\n" in broker.output
     finally:
         broker.stop()
 

@@ -53,8 +53,33 @@ def test_redis_cache_and_named_caches(tmp_path):
     assert node.resources.health["redis.main"]()["connected"] is False
 
 
+def test_a_redis_url_or_an_empty_one_chooses_the_cache(tmp_path, monkeypatch):
+    """``redis: ${BROKER_REDIS_URL:}``: Redis at that URL when set, memory when not; the cache,
+    the scheduler and pub/sub naming one address share one connection."""
+    text = """\
+        cache: {redis: "${BROKER_REDIS_URL:}"}
+        scheduler: {redis: "${BROKER_REDIS_URL:}"}
+        pubsub: {redis: "${BROKER_REDIS_URL:}"}
+        """
+    monkeypatch.delenv("BROKER_REDIS_URL", raising=False)
+    node = _node(tmp_path, text)
+    assert isinstance(node.resources.cache, MemoryCache)
+    assert not [name for name in node.resources.metrics if name.startswith("redis.")]
+    monkeypatch.setenv("BROKER_REDIS_URL", "redis://:s3cret@127.0.0.1:6390/2")
+    node = _node(tmp_path, text)
+    cache = node.resources.cache
+    assert isinstance(cache, RedisCache)
+    connection = cache.connection
+    assert (connection.host, connection.port, connection.db, connection.timeout) == ("127.0.0.1", 6390, 2, 1.0)
+    assert node.context.connections == {"127.0.0.1:6390/2": ("redis", connection)}
+    assert node.context.sections["scheduler"].lock.connection is connection
+    assert "s3cret" not in repr(connection) and "redis.127.0.0.1:6390/2" in node.resources.health
+
+
 @pytest.mark.parametrize("text, problem", [
-    ("cache: {backend: redis}", "cache.redis: backend redis needs the name of a redis connection"),
+    ("cache: {backend: redis}", "cache.redis: backend redis needs a redis connection's name or a"),
+    ("cache: {redis: 'rediss://h:1'}", 'cache.redis: expected a redis:// URL, got "rediss://..."'),
+    ("cache: {redis: 'redis://:pw@h:1/x'}", "cache.redis: expected redis://[:password@]host[:port][/db]"),
     ("cache: {backend: redis, redis: nope}", 'no redis connection "nope" in connections'),
     ("cache: {backend: disk}", 'cache.backend: expected "memory" or "redis"'),
     ("cache: {named: [{name: default}]}", 'cache name "default" is reserved'),
@@ -76,6 +101,7 @@ JOB = "scheduler: {jobs: [{name: j, service: broker.service.invoke, %s}]}"
     ("interval: 0s", "interval: must be more than 0s"),
     ("interval: 1s, overlap: never", 'overlap: expected "skip" or "allow"'),
     ("interval: 1s, timezone: Mars/Olympus", "unknown time zone"),
+    ("at: '2026-12-01T10:00:00Z', run_at_start: true", "run_at_start: a one-time job (at) runs at"),
 ])
 def test_scheduler_job_errors(tmp_path, job, problem):
     assert problem in _error(tmp_path, JOB % job)

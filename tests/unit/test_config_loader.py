@@ -232,3 +232,22 @@ def test_absurd_nesting_is_an_error():
     """
     problem = _error("a: " + "[" * 5000 + "]" * 5000 + "\n").problem
     assert "nested too deeply" in problem or "maximum nesting depth" in problem
+
+
+def test_a_value_remembers_the_variables_it_was_read_from(monkeypatch):
+    """``variables_of(key)`` names the ``${NAME}`` a value came from, so a message can say
+    which variable to set; a checked section keeps them."""
+    from broker.config.schema import Field, Schema, Str
+    monkeypatch.delenv("BROKER_TEST_SECRET", raising=False)
+    tree = parse_yaml(textwrap.dedent("""\
+        password: ${BROKER_TEST_SECRET:}
+        url: ${BROKER_TEST_HOST:localhost}:${BROKER_TEST_PORT:1}
+        literal: $${NOT_A_VARIABLE}
+        plain: text
+        """))
+    assert tree.variables_of("password") == ("BROKER_TEST_SECRET",)
+    assert tree.variables_of("url") == ("BROKER_TEST_HOST", "BROKER_TEST_PORT")
+    assert tree.variables_of("literal") == () and tree.variables_of("plain") == ()
+    section = Schema("s", {k: Field(Str()) for k in ("password", "url", "literal", "plain")}).check(tree)
+    assert section.password == "" and section.variables_of("password") == ("BROKER_TEST_SECRET",)
+    assert section.variables_of("plain") == ()

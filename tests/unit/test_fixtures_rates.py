@@ -1,33 +1,41 @@
 """The offline fixture providers: their routes and answers, without sockets."""
 
 import json
+from base64 import b64encode
 
 from broker.channels.http.protocol import HTTPRequest
 from broker.channels.http.router import Router
 from broker.config.schema import Schema
-from broker.errors import NotFound
+from broker.errors import NotFound, Unauthorized
 from broker.fixtures import FIXTURES
 from broker.fixtures.rates import BASE_RATES, RateFixtures
+from broker.security.auth import BasicAuth
 
 import pytest
 
+ADMIN = {"authorization": "Basic " + b64encode(b"admin:s3cret").decode()}
 
-def request(method, path, query=""):
-    return HTTPRequest(method=method, path=path, query=query, version="1.1", headers={}, body=b"",
-                       keep_alive=True, peer="127.0.0.1", raw_head=b"")
+
+def request(method, path, query="", headers=None):
+    return HTTPRequest(method=method, path=path, query=query, version="1.1", headers=headers or {},
+                       body=b"", keep_alive=True, peer="127.0.0.1", raw_head=b"")
+
+
+def serve(security=None):
+    fixtures = RateFixtures(clock=lambda: 1704412800)
+    router = Router()
+    for route in fixtures.routes("/fixtures/rates", security):
+        router.add(route)
+
+    def call(method, path, query="", headers=ADMIN):
+        route, params = router.match(method, path)
+        return route.target(request(method, path, query, headers), "cid", params)
+    return fixtures, call
 
 
 @pytest.fixture
 def served():
-    fixtures = RateFixtures(clock=lambda: 1704412800)
-    router = Router()
-    for route in fixtures.routes("/fixtures/rates"):
-        router.add(route)
-
-    def call(method, path, query=""):
-        route, params = router.match(method, path)
-        return route.target(request(method, path, query), "cid", params)
-    return fixtures, call
+    return serve(BasicAuth("admin", "admin", "s3cret"))
 
 
 def test_the_three_providers_answer_in_their_formats(served):
@@ -60,6 +68,21 @@ def test_a_provider_can_be_switched_down_and_up(served):
         call("POST", "/fixtures/rates/yahoo/down")
 
 
+def test_the_switch_needs_the_configured_definition(served):
+    _, call = served
+    for headers in ({}, {"authorization": "Basic " + b64encode(b"admin:guess").decode()}):
+        with pytest.raises(Unauthorized):
+            call("POST", "/fixtures/rates/ecb/down", headers=headers)
+    assert call("GET", "/fixtures/rates/ecb/stats/eurofxref/eurofxref-daily.xml", headers={}).status == 200
+
+
+def test_without_a_definition_there_is_no_switch():
+    _, call = serve()
+    with pytest.raises(NotFound):
+        call("POST", "/fixtures/rates/ecb/down")
+    assert call("GET", "/fixtures/rates", headers={}).status == 200
+
+
 def test_every_currency_moves_within_a_tenth_of_a_percent():
     fixtures = RateFixtures()
     for _ in range(10):
@@ -71,4 +94,4 @@ def test_every_currency_moves_within_a_tenth_of_a_percent():
 def test_fixtures_section_defaults_off():
     assert isinstance(FIXTURES, Schema)
     section = FIXTURES.check({})
-    assert (section.rates, section.prefix) == (False, "/fixtures")
+    assert (section.rates, section.prefix, section.security) == (False, "/fixtures", None)

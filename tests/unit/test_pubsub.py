@@ -3,7 +3,7 @@
 import pytest
 from twisted.internet.task import Clock
 
-from broker.errors import Unauthorized
+from broker.errors import Forbidden, Unauthorized
 from broker.pubsub.access import Access, Grant, covers
 from broker.pubsub.hub import Hub, PublishError, TopicPolicy
 from broker.pubsub.session import SLOW_CONSUMER, Session
@@ -140,6 +140,19 @@ def test_identify_anonymous_known_and_wrong_credentials():
         with pytest.raises(Unauthorized):
             access.identify(headers)
     assert access.counters["auth_failures"] == 3
+
+
+def test_credentials_of_a_definition_without_permissions_are_refused_naming_it():
+    """Right credentials of a definition absent from pubsub.permissions: a 403 saying so, not a
+    bare 401 (which reads as a wrong password)."""
+    basic = BasicAuth("admin", "admin", "pw")
+    access = Access({}, {"anonymous": Grant("anonymous", ["rates.#"])}, {"admin": basic})
+    with pytest.raises(Forbidden) as caught:
+        access.identify({"authorization": "Basic YWRtaW46cHc="})
+    assert 'security definition "admin" has no pub/sub permissions' in caught.value.message
+    with pytest.raises(Unauthorized):
+        access.identify({"authorization": "Basic YWRtaW46bm8="})     # a wrong password stays 401
+    assert (access.counters["denied"], access.counters["auth_failures"]) == (1, 1)
 
 
 def test_a_service_publishes_through_resources_and_gets_the_id():

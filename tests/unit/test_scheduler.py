@@ -77,6 +77,35 @@ def test_interval_job_runs_every_interval_through_the_invoker(env):
     assert scheduler.jobs["tick"].counters["runs"] == 2
 
 
+def test_run_at_start_runs_at_once_then_every_interval(env):
+    scheduler = env.scheduler({"name": "tick", "interval": 60, "run_at_start": True})
+    env.clock.advance(0)
+    assert env.times() == [0]
+    env.clock.pump([59, 1, 60])
+    assert env.times() == [0, 60, 120]
+    assert scheduler.jobs["tick"].counters["misfires"] == 0
+
+
+def test_run_at_start_for_cron_and_aligned_intervals(env):
+    start = datetime.fromtimestamp(T0 + 100, timezone.utc).isoformat()
+    env.scheduler({"name": "aligned", "interval": "1m", "start": start, "run_at_start": True},
+                  {"name": "cron", "cron": "*/5 * * * *", "run_at_start": True})   # now 00:03
+    env.clock.pump([0, 100, 20])
+    assert env.times() == [0, 0, 100, 120]          # both at start; then 00:03+100s, 00:05
+
+
+def test_run_at_start_keeps_a_stored_schedule(env):
+    """A job whose state says when it runs next (a restart within the interval) keeps it."""
+    first = env.scheduler({"name": "tick", "interval": 60, "run_at_start": True})
+    env.clock.pump([0, 30])
+    first.stopService()
+    env.scheduler({"name": "tick", "interval": 60, "run_at_start": True})
+    env.clock.advance(29)
+    assert env.times() == [0]
+    env.clock.advance(1)
+    assert env.times() == [0, 60]
+
+
 def test_interval_with_start_aligns_on_start(env):
     start = datetime.fromtimestamp(T0 + 100, timezone.utc).isoformat()
     env.scheduler({"name": "tick", "interval": "1m", "start": start})

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 
 from broker.channels.http.protocol import HTTPResponse
 from broker.errors import BrokerError
-from broker.ids import id_maker
+from broker.ids import new_cid
 from broker.services.context import Request
 from broker.simpleio import parse_query, soap_fault
 
@@ -22,10 +22,6 @@ log = Logger()
 access = Logger(namespace="broker.access")
 
 _JSON = "application/json"
-
-
-# Correlation ids: unique across processes, ordered within one.
-new_cid = id_maker()
 
 
 def error_body(error, cid):
@@ -64,12 +60,12 @@ class HTTPApp:
         try:
             route, params = self.router.match(http_request.method, http_request.path)
         except BrokerError as error:
-            return self._error(error, cid)
+            return self._error(error, cid, http_request)
         if route.kind == "builtin":
             try:
                 return route.target(http_request, cid, params)
             except BrokerError as error:
-                return self._error(error, cid)
+                return self._error(error, cid, http_request)
         channel = route.channel
         headers = http_request.headers
         request = Request.from_channel(
@@ -80,9 +76,10 @@ class HTTPApp:
         try:
             result = self.invoker.invoke(route.target, request)
         except BrokerError as error:
-            return self._error(error, cid, route)
+            return self._error(error, cid, http_request, route)
         if isinstance(result, Deferred):
-            return result.addCallbacks(self._answer, self._failed, (cid, route), None, (cid, route))
+            return result.addCallbacks(self._answer, self._failed, (cid, route), None,
+                                       (cid, http_request, route))
         return self._answer(result, cid, route)
 
     def error(self, status, message):
@@ -107,13 +104,16 @@ class HTTPApp:
             headers.extend(response.headers.items())
         return HTTPResponse(response.status, headers, response.body)
 
-    def _failed(self, failure, cid, route):
+    def _failed(self, failure, cid, http_request, route):
         if failure.check(BrokerError):
-            return self._error(failure.value, cid, route)
+            return self._error(failure.value, cid, http_request, route)
         log.failure("unexpected failure answering {path} (cid {cid})", failure, path=route.path, cid=cid)
-        return self._error(BrokerError(), cid, route)
+        return self._error(BrokerError(), cid, http_request, route)
 
-    def _error(self, error, cid, route=None):
+    def _error(self, error, cid, http_request, route=None):
+        if error.status < 500:      # the caller's mistake: one line to find it by its cid
+            log.info("{method} {path}: {status} {code} (cid {cid})", method=http_request.method,
+                     path=http_request.path, status=error.status, code=error.code, cid=cid)
         headers = [("X-Broker-CID", cid)]
         if route is not None and route.cid_header:
             headers.append((route.cid_header, cid))

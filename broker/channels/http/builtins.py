@@ -13,8 +13,9 @@ from broker.channels.http.app import json_response
 from broker.channels.http.protocol import HTTPResponse
 from broker.channels.http.router import Route
 from broker.errors import NotFound
+from broker.services.context import Request
 
-__all__ = ["builtin_routes"]
+__all__ = ["builtin_routes", "guarded"]
 
 _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} — API docs</title>
@@ -93,6 +94,14 @@ class _Builtins:
     def invalidate(self):
         """Forget the cached OpenAPI document (after a config change)."""
         self._openapi_body = None
+
+
+def guarded(definition, target):
+    """A built-in route's ``target`` answering only callers ``definition`` accepts (else 401)."""
+    def answer(http_request, cid, params):
+        definition.authenticate(Request(headers=http_request.headers, peer=http_request.peer, cid=cid))
+        return target(http_request, cid, params)
+    return answer
 
 
 def builtin_routes(name, openapi, docs=True, resources=None):

@@ -1,12 +1,10 @@
-"""The HTTP listener service: binds an endpoint, says where, stops cleanly."""
+"""The HTTP listener service: binds an endpoint, knows its URLs, stops cleanly."""
 
 from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
 
 __all__ = ["Listener"]
-
-log = Logger()
 
 
 class Listener(Service):
@@ -14,7 +12,8 @@ class Listener(Service):
 
     It binds in ``privilegedStartService`` so a port below 1024 can be had
     before twistd drops privileges; a port that cannot be had stops startup
-    with one line instead of a traceback.
+    with one line instead of a traceback.  Twisted's port logs the line saying
+    where it listens; the node's ready line gives the URLs (:meth:`url`).
 
     :ivar port: the listening port once bound (``port.getHost().port`` when
         the endpoint asked for port 0).
@@ -38,9 +37,17 @@ class Listener(Service):
         if hasattr(results[0], "getErrorMessage"):
             raise SystemExit(f"broker: cannot listen on {self.endpoint}: {results[0].getErrorMessage()}")
         self.port = results[0]
-        host = self.port.getHost()
-        log.info("HTTP listening on {host}:{port}", host=getattr(host, "host", host),
-                 port=getattr(host, "port", ""))
+
+    def url(self, path="/", websocket=False):
+        """The URL of ``path`` on this listener once bound; None when it has no IP address."""
+        host = self.port.getHost() if self.port is not None else None
+        if not isinstance(host, (IPv4Address, IPv6Address)):
+            return None
+        scheme = "ws" if websocket else "http"
+        if self.endpoint.partition(":")[0].lower() == "ssl":
+            scheme += "s"
+        address = f"[{host.host}]" if isinstance(host, IPv6Address) else host.host
+        return f"{scheme}://{address}:{host.port}{path}"
 
     def startService(self):
         if self.port is None:

@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from broker.channels.http.app import new_cid
 from broker.channels.fastwrite import write_now
-from broker.errors import BrokerError, Unauthorized
+from broker.errors import BrokerError, Forbidden, Unauthorized
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
 from broker.pubsub.session import Session
@@ -73,6 +73,9 @@ class PubSubProtocol(WebSocketServerProtocol):
         except Unauthorized:
             factory.counters["auth_refused"] += 1
             raise ConnectionDeny(401, "unauthorized") from None
+        except Forbidden as error:      # good credentials of a definition without permissions
+            factory.counters["auth_refused"] += 1
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, error.message) from None
         return None
 
     def onOpen(self):

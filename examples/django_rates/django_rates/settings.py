@@ -3,8 +3,8 @@
 The broker's address and credentials come from the environment:
 
 * ``BROKER_ADDRESS`` (default ``http://127.0.0.1:17010``)
-* ``BROKER_USER`` (default ``admin``) and ``BROKER_PASSWORD`` (no default: the
-  broker's ``admin`` definition has no default password either)
+* ``BROKER_USER`` (default ``admin``) and ``BROKER_ADMIN_PASSWORD`` (the variable
+  the broker's ``admin`` definition reads; no default there either)
 """
 
 import os
@@ -27,11 +27,13 @@ USE_TZ = True
 
 BROKER = {
     "address": os.environ.get("BROKER_ADDRESS", "http://127.0.0.1:17010"),
-    "auth": (os.environ.get("BROKER_USER", "admin"), os.environ.get("BROKER_PASSWORD", "")),
+    "auth": (os.environ.get("BROKER_USER", "admin"), os.environ.get("BROKER_ADMIN_PASSWORD", "")),
     "timeout": 10,
     "retries": 2,
 }
 # The services the pages call, and the channels of the Zato-style clients on the customer page.
 BROKER_RATES_SERVICE = os.environ.get("BROKER_RATES_SERVICE", "rates.get")
+# The currencies offered (EUR rates; HRK is gone: Croatia has used the euro since 2023).
+RATES_CURRENCIES = ["USD", "GBP", "JPY", "CHF", "PLN", "SEK", "NOK", "CAD"]
 BROKER_ZATO_INVOKE_PATH = "/zato/admin/invoke"
 BROKER_CUSTOMER_PATH = "/customer/get2"

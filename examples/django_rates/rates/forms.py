@@ -1,11 +1,15 @@
 from django import forms
+from django.conf import settings
 
-CURRENCIES = [(c, c) for c in ("USD", "GBP", "JPY", "CHF", "PLN", "HRK", "SEK", "CAD")]
 CLIENTS = [(c, c) for c in ("Client", "AnyServiceInvoker", "JSONClient")]
 
 
 class RatesForm(forms.Form):
-    currency = forms.MultipleChoiceField(choices=CURRENCIES, widget=forms.CheckboxSelectMultiple)
+    currency = forms.MultipleChoiceField(choices=(), widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["currency"].choices = [(c, c) for c in settings.RATES_CURRENCIES]
 
 
 class CustomerForm(forms.Form):

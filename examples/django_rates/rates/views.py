@@ -7,7 +7,8 @@
 
 import time
 
-from broker_client import AnyServiceInvoker, BrokerClientError, ConnectionFailed, JSONClient, NotFound
+from broker_client import (AnyServiceInvoker, BrokerClientError, ConnectionFailed, JSONClient, NotFound,
+                           ServiceNotFound)
 from django.conf import settings
 from django.template.response import TemplateResponse
 
@@ -24,10 +25,12 @@ def rates(request):
             response = request.broker.invoke(settings.BROKER_RATES_SERVICE,
                                              {"currencies": ",".join(currencies)})
             context.update(rows=_rows(response.data), cid=response.cid)
-        except NotFound as error:
+        except ServiceNotFound as error:
             context["error"] = (f"The broker has no {settings.BROKER_RATES_SERVICE} service: start it "
                                 f"with the rates example config ({error.details}).")
             status = 502
+        except NotFound as error:           # the service's own answer: no rate for a currency
+            context["error"] = f"{error.details}."
         except ConnectionFailed:
             context["error"] = f"Cannot reach the broker at {request.broker.address}."
             status = 503
