@@ -45,15 +45,14 @@ class DeliveryAcks:
             self._call = self._reactor.callLater(0, self.flush)
 
     def nack(self, tag):
-        """Requeue ``tag`` now; False when the channel is gone (RabbitMQ requeues it anyway)."""
+        """Requeue ``tag`` now (if the channel is gone, RabbitMQ has requeued it already)."""
         self._busy.discard(tag)
         try:
             self.channel.basic_nack(delivery_tag=tag, requeue=True)
         except Exception:
             self.counters["ack_failed"] += 1
-            return False
+            return
         self.counters["requeued"] += 1
-        return True
 
     def flush(self):
         """Send the queued acks: one multiple ack below the lowest busy tag, single acks above it."""

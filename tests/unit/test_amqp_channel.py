@@ -426,6 +426,18 @@ def test_a_publisher_closed_mid_flight_fails_what_it_had_and_is_reopened(make):
     assert h.consumer.requeued == {1, 2} and h.consumer.acked == set()
 
 
+def test_a_publisher_closed_while_a_message_waits_for_its_retry_requeues_it(make):
+    h = make(retry_delay="1s")
+    h.consumer.deliver()
+    h.services.fail(0)
+    h.clock.advance(0.95)
+    h.publisher.close_by_broker()      # reopened at 1.05 s: still closed when the retry is due
+    h.clock.advance(0.05)
+    assert h.counters["retry_failed"] == 1 and h.consumer.unsettled == {1}
+    h.clock.advance(5)
+    assert h.consumer.requeued == {1} and h.counters["in_progress"] == 0
+
+
 def test_a_publisher_raising_while_closing_requeues(make):
     h = make()
     h.publisher.raise_on_publish = exceptions.ChannelWrongStateError("Channel is closing.")
