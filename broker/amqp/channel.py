@@ -7,13 +7,20 @@ in the channel's data format, message properties and headers in
 
 * a client error (bad input, too large) goes straight to the dead-letter
   queue, with the reason in ``x-broker-error*`` headers;
-* a service error is retried: the message is published again to its queue
-  with ``x-broker-retries`` counted up, and dead-lettered after ``max_retries``;
+* a service error is retried: after ``retry_delay`` (doubling per retry, up to
+  ``retry_delay_max``; the message stays unacked meanwhile) it is published
+  again to its queue with ``x-broker-retries`` counted up, and dead-lettered
+  after ``max_retries``;
 * ``reply_to`` + ``correlation_id`` make it RPC: the response (or the error)
   is published to the reply queue.
 
-Every republish (retry, dead letter, reply) is confirmed by RabbitMQ before
-the original is acked; if it cannot be, the original is requeued, never lost.
+Every republish (retry, dead letter, reply) goes out on the channel's own
+confirming publisher and is confirmed by RabbitMQ before the original is
+acked.  If it cannot be (the publisher is closed, RabbitMQ nacked it or closed
+the channel), the original is nacked with requeue after ``setup_retry``, never
+acked or dropped.  A publisher closed by RabbitMQ (a channel error) is reopened
+with backoff; health is not ok while it is down.  Acks and nacks go through
+:class:`~broker.amqp.acks.DeliveryAcks`, one per consumer channel.
 """
 
 import json
@@ -22,16 +29,19 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from broker.amqp.acks import DeliveryAcks
+from broker.amqp.connection import describe_error
 from broker.errors import BrokerError, PayloadTooLarge, ServiceError
 from broker.ids import new_cid
 from broker.services.context import ChannelInfo, Request
 from broker.simpleio import decode
 
-__all__ = ["AMQPChannel", "RETRIES_HEADER", "build_amqp_channel"]
+__all__ = ["AMQPChannel", "PublisherClosed", "RETRIES_HEADER", "build_amqp_channel"]
 
 log = Logger()
 
 RETRIES_HEADER = "x-broker-retries"
+REOPEN_FIRST = 0.1  # seconds before reopening a closed publisher; doubles up to setup_retry
 
 _PROPERTIES = (("content_type", "content-type"), ("content_encoding", "content-encoding"),
                ("correlation_id", "correlation-id"), ("message_id", "message-id"),
@@ -40,58 +50,8 @@ _PROPERTIES = (("content_type", "content-type"), ("content_encoding", "content-e
                ("expiration", "expiration"))
 
 
-class _Acks:
-    """Acks of one consumer channel, coalesced into one ``basic.ack(multiple)`` per reactor turn.
-
-    A multiple ack up to tag T acks every outstanding delivery <= T, so it is
-    sent only up to the lowest delivery still in progress; later finished ones
-    are acked one by one.  Nothing is acked before its service succeeded.
-    """
-
-    __slots__ = ("channel", "counters", "_reactor", "_busy", "_done", "_call")
-
-    def __init__(self, channel, counters, reactor):
-        self.channel = channel
-        self.counters = counters
-        self._reactor = reactor
-        self._busy = set()   # delivery tags in progress
-        self._done = []      # finished, not yet acked
-        self._call = None
-
-    def started(self, tag):
-        self._busy.add(tag)
-
-    def finished(self, tag):
-        """``tag`` is done but not to be acked (nacked, or left for redelivery)."""
-        self._busy.discard(tag)
-
-    def ack(self, tag):
-        self._busy.discard(tag)
-        self._done.append(tag)
-        if self._call is None:
-            self._call = self._reactor.callLater(0, self.flush)
-
-    def flush(self):
-        self._call = None
-        done, self._done = self._done, []
-        if not done:
-            return
-        lowest_busy = min(self._busy) if self._busy else None
-        channel = self.channel
-        try:
-            if lowest_busy is None:
-                channel.basic_ack(delivery_tag=max(done), multiple=True)
-            else:
-                below = [tag for tag in done if tag < lowest_busy]
-                if below:
-                    channel.basic_ack(delivery_tag=max(below), multiple=True)
-                for tag in done:
-                    if tag > lowest_busy:
-                        channel.basic_ack(delivery_tag=tag)
-        except Exception:  # channel gone: RabbitMQ requeues them, they come again
-            self.counters["ack_failed"] += len(done)
-            return
-        self.counters["acked"] += len(done)
+class PublisherClosed(Exception):
+    """The channel's publishing channel is closed (being reopened): nothing can be republished."""
 
 
 class AMQPChannel(Service):
@@ -111,16 +71,23 @@ class AMQPChannel(Service):
         self._pika = None
         self._publisher = None
         self._consumers = []
-        self._acks = {}
-        self._tags = {}
+        self._acks = {}          # consumer channel -> its DeliveryAcks
+        self._tags = {}          # consumer channel -> consumer tag
+        self._held = {}          # message -> DelayedCall: kept unacked until a retry or requeue
         self._drained = None
         self._setup_call = None
+        self._reopen_call = None
+        self._reopen_delay = REOPEN_FIRST
+        self._generation = 0     # counts resets, so a late reopen knows it is stale
         self.dead_letter_key = section.dead_letter_routing_key or f"{section.queue}.dead"
         self.last_error = None
+        self.publisher_error = None
         self.in_progress = 0
         self.counters = {"received": 0, "acked": 0, "redelivered": 0, "client_errors": 0,
-                         "service_errors": 0, "retried": 0, "dead_lettered": 0,
-                         "dead_letter_failed": 0, "replies": 0, "reply_failed": 0, "ack_failed": 0}
+                         "service_errors": 0, "retried": 0, "retry_failed": 0,
+                         "dead_lettered": 0, "dead_letter_failed": 0, "replies": 0,
+                         "reply_failed": 0, "requeued": 0, "ack_failed": 0,
+                         "publisher_closed": 0}
         connection.add_user(self)
 
     # -- setting up on each connection ------------------------------------------------
@@ -132,16 +99,12 @@ class AMQPChannel(Service):
         self._pika = _pika
         section = self.section
         try:
-            publisher = yield protocol.channel()
-            yield publisher.confirm_delivery()
-            if section.dead_letter_exchange == "" and section.declare_dead_letter_queue:
-                yield publisher.queue_declare(queue=self.dead_letter_key, durable=True)
-            self._publisher = publisher
+            self._use_publisher((yield self._open_publisher(protocol)), protocol)
             for _ in range(section.consumers):
                 channel = yield protocol.channel()
                 yield channel.basic_qos(prefetch_count=section.prefetch)
                 self._consumers.append(channel)
-                self._acks[channel] = _Acks(channel, self.counters, self._reactor)
+                self._acks[channel] = DeliveryAcks(channel, self.counters, self._reactor)
                 channel.on_closed.addBoth(self._channel_closed, channel, protocol)
                 self._tags[channel] = yield _pika.consume(channel, section.queue, self._dispatch,
                                                           lambda: self._cancelled(protocol))
@@ -149,7 +112,7 @@ class AMQPChannel(Service):
             self.last_error = f"cannot consume from queue {section.queue}: {exc}"
             log.error("amqp channel {name}: {error}; retrying in {delay}s", name=self.key,
                       error=self.last_error, delay=section.setup_retry)
-            self._reset(protocol)
+            self._reset()
             self._retry_setup(protocol)
             return
         self.last_error = None
@@ -158,49 +121,65 @@ class AMQPChannel(Service):
                  target=section.service or f"topic {section.topic}", consumers=section.consumers,
                  prefetch=section.prefetch)
 
-    def _reset(self, protocol):
+    def _current(self, protocol):
+        """Still running on ``protocol``, and it is open."""
+        return self.running and protocol.is_open and self.connection.protocol is protocol
+
+    def _reset(self):
+        """Drop every AMQP channel (RabbitMQ requeues what they had unacked)."""
+        self._generation += 1
+        if self._reopen_call is not None and self._reopen_call.active():
+            self._reopen_call.cancel()
+        self._reopen_call = None
+        self._reopen_delay = REOPEN_FIRST
+        self.publisher_error = None
         channels = [self._publisher, *self._consumers]
         self._publisher, self._consumers, self._acks, self._tags = None, [], {}, {}
+        self._requeue_held()  # their channels are gone: only counted
         for channel in channels:
             if channel is not None and channel.is_open:
                 channel.close()
 
     def _retry_setup(self, protocol):
-        if self.running and protocol.is_open and self.connection.protocol is protocol:
+        if self._current(protocol):
             self._setup_call = self._reactor.callLater(self.section.setup_retry,
                                                        self.amqp_connected, protocol)
 
     def _channel_closed(self, reason, channel, protocol):
         if channel not in self._consumers:
             return
-        if self.running and protocol.is_open and self.connection.protocol is protocol:
+        if self._current(protocol):
             # The queue was deleted, or RabbitMQ cancelled us: start over on this connection.
             self.last_error = f"consumer channel closed: {reason}"
             log.warn("amqp channel {name}: {error}", name=self.key, error=self.last_error)
-            self._reset(protocol)
+            self._reset()
             self._retry_setup(protocol)
 
     def _cancelled(self, protocol):
         """RabbitMQ cancelled the consumer (the queue was deleted): start over."""
-        if self.running and protocol.is_open and self.connection.protocol is protocol:
+        if self._current(protocol):
             self.last_error = f"RabbitMQ cancelled the consumer of queue {self.section.queue}"
             log.warn("amqp channel {name}: {error}", name=self.key, error=self.last_error)
-            self._reset(protocol)
+            self._reset()
             self._retry_setup(protocol)
 
     def amqp_lost(self, reason):
-        self._publisher, self._consumers, self._acks, self._tags = None, [], {}, {}
+        self._reset()
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         self._setup_call = None
 
     def stopService(self):
         super().stopService()
-        if self._setup_call is not None and self._setup_call.active():
-            self._setup_call.cancel()
+        for call in (self._setup_call, self._reopen_call):
+            if call is not None and call.active():
+                call.cancel()
 
     def amqp_drain(self):
-        """Stop consuming; a Deferred firing once every message in progress is settled."""
+        """Stop consuming; a Deferred firing once every message in progress is settled.
+
+        Messages waiting for their retry (or requeue) are requeued at once.
+        """
         for channel, tag in self._tags.items():
             try:
                 self._pika.cancel(channel, tag)
@@ -208,6 +187,7 @@ class AMQPChannel(Service):
                 pass
         self._tags = {}
         self._drained = defer.Deferred()
+        self._requeue_held()
         self._check_drained()
         return self._drained
 
@@ -216,6 +196,62 @@ class AMQPChannel(Service):
             for acks in self._acks.values():
                 acks.flush()
             self._drained.callback(None)
+
+    # -- the publishing channel ------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _open_publisher(self, protocol):
+        """A new confirming channel for retries, dead letters and replies."""
+        publisher = yield protocol.channel()
+        try:
+            yield publisher.confirm_delivery()
+            if self.section.dead_letter_exchange == "" and self.section.declare_dead_letter_queue:
+                yield publisher.queue_declare(queue=self.dead_letter_key, durable=True)
+        except Exception:
+            if publisher.is_open:
+                publisher.close()
+            raise
+        return publisher
+
+    def _use_publisher(self, publisher, protocol):
+        self._publisher = publisher
+        self.publisher_error = None
+        publisher.on_closed.addBoth(self._publisher_closed, publisher, protocol)
+
+    def _publisher_closed(self, reason, publisher, protocol):
+        if self._publisher is not publisher:  # closed by us, or already replaced
+            return
+        self._publisher = None
+        if isinstance(reason, self._pika.exceptions.AMQPConnectionError):
+            return  # the connection is going: amqp_lost starts over
+        if self._current(protocol):  # a channel error (e.g. publishing to a missing exchange)
+            self.counters["publisher_closed"] += 1
+            self._reopen_later(protocol, f"publishing channel closed by RabbitMQ: "
+                                         f"{describe_error(reason)}")
+
+    def _reopen_later(self, protocol, error):
+        delay = self._reopen_delay
+        self._reopen_delay = min(delay * 2, self.section.setup_retry)
+        self.publisher_error = f"{error}; reopening it in {delay:g}s"
+        log.warn("amqp channel {name}: {error}", name=self.key, error=self.publisher_error)
+        self._reopen_call = self._reactor.callLater(delay, self._reopen, protocol,
+                                                    self._generation)
+
+    @defer.inlineCallbacks
+    def _reopen(self, protocol, generation):
+        self._reopen_call = None
+        try:
+            publisher = yield self._open_publisher(protocol)
+        except Exception as exc:
+            if generation == self._generation and self._current(protocol):
+                self._reopen_later(protocol, "cannot reopen the publishing channel: "
+                                             f"{describe_error(exc)}")
+            return
+        if generation != self._generation or not self._current(protocol):
+            publisher.close()  # set up again (or stopped) meanwhile
+            return
+        self._use_publisher(publisher, protocol)
+        log.info("amqp channel {name}: publishing channel reopened", name=self.key)
 
     def _dispatch(self, message):
         try:
@@ -229,6 +265,10 @@ class AMQPChannel(Service):
         counters = self.counters
         counters["received"] += 1
         method, properties, body = message.method, message.properties, message.body
+        self.in_progress += 1
+        acks = self._acks.get(message.channel)
+        if acks is not None:
+            acks.started(method.delivery_tag)  # first: nothing is acked past it from now on
         if method.redelivered:
             counters["redelivered"] += 1
         section = self.section
@@ -236,10 +276,6 @@ class AMQPChannel(Service):
             body, _headers(method, properties), {}, {}, None, None, self.info,
             properties.correlation_id or properties.message_id or new_cid(), None,
             properties.content_type or "")
-        self.in_progress += 1
-        acks = self._acks.get(message.channel)
-        if acks is not None:
-            acks.started(method.delivery_tag)
         try:
             if len(body) > section.max_message_size:
                 raise PayloadTooLarge(f"Message of {len(body)} bytes is over the channel's "
@@ -268,12 +304,15 @@ class AMQPChannel(Service):
     def _succeeded(self, result, message, request):
         reply_to = message.properties.reply_to
         if reply_to is None or self.section.topic is not None:
-            self._ack(message)
+            self._settle(message, True)
+            return
+        if self._gone(message):
             return
         properties = self._pika.BasicProperties(
             correlation_id=message.properties.correlation_id, content_type=result.content_type,
             headers={"x-broker-cid": request.cid} if request.cid else None)
-        self._reply(message, result.body, properties)
+        d = self._publish("", reply_to, result.body, properties)
+        d.addCallbacks(self._replied, self._reply_not_sent, (message,), None, (message,))
 
     def _failed_async(self, failure, message, request):
         if failure.check(BrokerError):
@@ -285,9 +324,11 @@ class AMQPChannel(Service):
 
     def _failed(self, error, message, request):
         """A client error is dead-lettered at once; a service error retried, then dead-lettered."""
+        if self._gone(message):
+            return
         headers = message.properties.headers or {}
         retries = headers.get(RETRIES_HEADER, 0)
-        retries = retries if isinstance(retries, int) else 0
+        retries = retries if isinstance(retries, int) and retries > 0 else 0
         if error.status < 500:
             self.counters["client_errors"] += 1
             log.info("amqp channel {name}: dead-lettering a bad message (cid {cid}): {error}",
@@ -295,21 +336,30 @@ class AMQPChannel(Service):
         else:
             self.counters["service_errors"] += 1
             if retries < self.section.max_retries:
-                self._retry(message, retries + 1)
+                delay = self.retry_delay(retries + 1)
+                if delay > 0:
+                    self._hold(message, delay, self._retry, retries + 1)
+                else:
+                    self._retry(message, retries + 1)
                 return
             log.warn("amqp channel {name}: dead-lettering a message after {retries} retries "
                      "(cid {cid}): {error}", name=self.key, retries=retries, cid=request.cid,
                      error=error.message)
         self._dead_letter(message, error, request, retries)
 
+    def retry_delay(self, retry):
+        """Seconds to wait before retry number ``retry`` (1, 2...): ``retry_delay`` doubling
+        per retry, at most ``retry_delay_max``."""
+        section = self.section
+        return min(section.retry_delay * 2 ** min(retry - 1, 32), section.retry_delay_max)
+
     # -- republishing, then acking --------------------------------------------------------
 
     def _retry(self, message, retries):
         properties = _copy_properties(self._pika, message.properties, {RETRIES_HEADER: retries})
-        d = self._publish(message, "", self.section.queue, message.body, properties)
-        if d is not None:
-            d.addCallbacks(self._republished, self._republish_failed, (message, "retried"), None,
-                           (message, "retry"))
+        d = self._publish("", self.section.queue, message.body, properties)
+        d.addCallbacks(self._republished, self._republish_failed, (message, "retried"), None,
+                       (message, "retry"))
 
     def _dead_letter(self, message, error, request, retries):
         extra = {"x-broker-error-code": error.code, "x-broker-error": error.message,
@@ -322,10 +372,8 @@ class AMQPChannel(Service):
         if request.cid:
             extra["x-broker-cid"] = request.cid
         properties = _copy_properties(self._pika, message.properties, extra)
-        d = self._publish(message, self.section.dead_letter_exchange, self.dead_letter_key,
-                          message.body, properties)
-        if d is None:
-            return
+        d = self._publish(self.section.dead_letter_exchange, self.dead_letter_key, message.body,
+                          properties)
         d.addCallbacks(self._republished, self._republish_failed, (message, "dead_lettered"),
                        None, (message, "dead letter"))
         if message.properties.reply_to is not None:
@@ -334,87 +382,114 @@ class AMQPChannel(Service):
             reply = self._pika.BasicProperties(
                 correlation_id=message.properties.correlation_id, content_type="application/json",
                 headers={"x-broker-error-code": error.code})
-            self._publish(message, "", message.properties.reply_to, body, reply).addErrback(
-                self._reply_failed)
+            self._publish("", message.properties.reply_to, body, reply).addErrback(
+                self._error_reply_failed)
 
-    def _reply(self, message, body, properties):
-        d = self._publish(message, "", message.properties.reply_to, body, properties)
-        if d is None:
-            return
-        d.addCallbacks(self._replied, self._reply_failed_then_ack, (message,), None, (message,))
-
-    def _publish(self, message, exchange, routing_key, body, properties):
-        """Publish on the confirming channel; None (message left unacked) when it is gone."""
+    def _publish(self, exchange, routing_key, body, properties):
+        """Publish on the confirming channel; a Deferred firing once RabbitMQ confirmed it."""
         publisher = self._publisher
         if publisher is None or not publisher.is_open:
-            self._settled(message)  # unacked: it comes again after reconnecting
-            return None
-        return publisher.basic_publish(exchange, routing_key, body, properties, True)
+            return defer.fail(PublisherClosed(self.publisher_error
+                                              or "the publishing channel is closed"))
+        try:
+            return publisher.basic_publish(exchange, routing_key, body, properties, True)
+        except Exception:  # closing: pika refuses to send
+            return defer.fail()
 
     def _republished(self, _frame, message, counter):
         self.counters[counter] += 1
-        self._ack(message)
+        self._reopen_delay = REOPEN_FIRST  # the publisher works
+        self._settle(message, True)
 
     def _republish_failed(self, failure, message, what):
-        """RabbitMQ would not take the copy: requeue the original later, never drop it."""
-        if what == "dead letter":
-            self.counters["dead_letter_failed"] += 1
+        """RabbitMQ did not take the copy: requeue the original later, never ack or drop it."""
+        self.counters["dead_letter_failed" if what == "dead letter" else "retry_failed"] += 1
         log.error("amqp channel {name}: {what} publish failed ({error}); requeueing the message "
-                  "in {delay}s", name=self.key, what=what, error=failure.value,
+                  "in {delay}s", name=self.key, what=what, error=describe_error(failure.value),
                   delay=self.section.setup_retry)
-        self._reactor.callLater(self.section.setup_retry, self._nack, message)
+        self._hold(message, self.section.setup_retry, self._settle, False)
 
     def _replied(self, _frame, message):
         self.counters["replies"] += 1
-        self._ack(message)
+        self._reopen_delay = REOPEN_FIRST
+        self._settle(message, True)
 
-    def _reply_failed(self, failure):
+    def _reply_not_sent(self, failure, message):
         self.counters["reply_failed"] += 1
-        log.warn("amqp channel {name}: reply not delivered: {error}", name=self.key,
-                 error=failure.value)
+        if failure.check(self._pika.UnroutableError):
+            # The caller's reply queue is gone: the service did its work; no reason to run
+            # it again.
+            log.warn("amqp channel {name}: reply to {queue} not delivered: no such queue",
+                     name=self.key, queue=message.properties.reply_to)
+            self._settle(message, True)
+            return
+        log.error("amqp channel {name}: reply publish failed ({error}); requeueing the message "
+                  "in {delay}s", name=self.key, error=describe_error(failure.value),
+                  delay=self.section.setup_retry)
+        self._hold(message, self.section.setup_retry, self._settle, False)
 
-    def _reply_failed_then_ack(self, failure, message):
-        # The service did its work; a caller that went away is no reason to run it again.
-        self._reply_failed(failure)
-        self._ack(message)
+    def _error_reply_failed(self, failure):
+        self.counters["reply_failed"] += 1
+        log.warn("amqp channel {name}: error reply not delivered: {error}", name=self.key,
+                 error=describe_error(failure.value))
 
-    def _ack(self, message):
+    # -- settling ----------------------------------------------------------------------------
+
+    def _settle(self, message, ack):
+        """Ack ``message`` (coalesced) or nack it with requeue (at once): exactly once each."""
         self.in_progress -= 1
         acks = self._acks.get(message.channel)
-        if acks is None:  # its channel is gone: RabbitMQ requeues it, it comes again
+        if acks is None:  # its channel is gone: RabbitMQ requeued it, it comes again
             self.counters["ack_failed"] += 1
-        else:
+        elif ack:
             acks.ack(message.method.delivery_tag)
+        else:
+            acks.nack(message.method.delivery_tag)
         if self._drained is not None:
             self._check_drained()
 
-    def _settled(self, message):
-        """Done with ``message`` without acking it."""
-        self.in_progress -= 1
-        acks = self._acks.get(message.channel)
-        if acks is not None:
-            acks.finished(message.method.delivery_tag)
-        if self._drained is not None:
-            self._check_drained()
+    def _gone(self, message):
+        """True (and settled) when ``message``'s channel closed: nothing is republished for it."""
+        if message.channel in self._acks:
+            return False
+        self._settle(message, False)
+        return True
 
-    def _nack(self, message):
-        self._settled(message)
-        try:
-            message.channel.basic_nack(delivery_tag=message.method.delivery_tag, requeue=True)
-        except Exception:
-            self.counters["ack_failed"] += 1
+    def _hold(self, message, delay, then, *args):
+        """Keep ``message`` unacked for ``delay`` seconds, then ``then(message, *args)``.
+
+        Bounded by the prefetch: a held message keeps its slot.  While draining
+        (or once its channel is gone) it is requeued at once instead.
+        """
+        if self._drained is not None or message.channel not in self._acks:
+            self._settle(message, False)
+            return
+        self._held[message] = self._reactor.callLater(delay, self._release, message, then, args)
+
+    def _release(self, message, then, args):
+        del self._held[message]
+        then(message, *args)
+
+    def _requeue_held(self):
+        held, self._held = self._held, {}
+        for message, call in held.items():
+            call.cancel()
+            self._settle(message, False)
 
     # -- health and metrics ---------------------------------------------------------------
 
     def health(self):
-        report = {"ok": bool(self._consumers) and self.last_error is None,
-                  "queue": self.section.queue, "consumers": len(self._consumers)}
-        if self.last_error:
-            report["last_error"] = self.last_error
+        publishing = self._publisher is not None
+        report = {"ok": bool(self._consumers) and publishing and self.last_error is None,
+                  "queue": self.section.queue, "consumers": len(self._consumers),
+                  "publisher": "open" if publishing else "closed"}
+        error = self.last_error or self.publisher_error
+        if error:
+            report["last_error"] = error
         return report
 
     def metrics(self):
-        return {**self.counters, "in_progress": self.in_progress}
+        return {**self.counters, "in_progress": self.in_progress, "waiting": len(self._held)}
 
 
 def _headers(method, properties):

@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
-__all__ = ["AMQPConnection"]
+__all__ = ["AMQPConnection", "describe_error"]
 
 log = Logger()
 
@@ -117,7 +117,7 @@ class AMQPConnection(Service):
         self._failures += 1
         self.counters["connect_failures"] += 1
         self.state = "waiting"
-        self.last_error = _describe(failure.value)
+        self.last_error = describe_error(failure.value)
         log.warn("amqp {name}: cannot connect to {host}:{port}: {error}; retrying",
                  name=self.key, host=self.section.host, port=self.section.port,
                  error=self.last_error)
@@ -138,7 +138,7 @@ class AMQPConnection(Service):
         self._failures += 1
         self.counters["connect_failures"] += 1
         self.state = "waiting"
-        self.last_error = _describe(getattr(protocol, "failure_reason", None) or failure.value)
+        self.last_error = describe_error(getattr(protocol, "failure_reason", None) or failure.value)
         log.warn("amqp {name}: could not set up the connection: {error}; retrying",
                  name=self.key, error=self.last_error)
         protocol.ready = None  # pika would errback it again on connectionLost
@@ -173,7 +173,7 @@ class AMQPConnection(Service):
                                              arguments=dict(binding.arguments) or None)
         except Exception as exc:
             self.counters["topology_failures"] += 1
-            raise RuntimeError(f"declaring the topology failed: {_describe(exc)}") from exc
+            raise RuntimeError(f"declaring the topology failed: {describe_error(exc)}") from exc
         yield channel.close()
 
     def _connected(self, protocol):
@@ -203,7 +203,7 @@ class AMQPConnection(Service):
         self.counters["disconnects"] += 1
         if self.running:
             self.state = "waiting"
-            self.last_error = _describe(reason)
+            self.last_error = describe_error(reason)
             log.warn("amqp {name}: connection lost ({reason}); reconnecting", name=self.key,
                      reason=self.last_error)
         for user in list(self._users):
@@ -238,7 +238,7 @@ class _Reporting:
         return self._endpoint.connect(factory).addErrback(self._connection._connect_failed)
 
 
-def _describe(error):
+def describe_error(error):
     """A short text for a pika/Twisted error or Failure (never a traceback)."""
     error = getattr(error, "value", error)
     text = str(error) or type(error).__name__

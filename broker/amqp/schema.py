@@ -75,6 +75,8 @@ def _check_channel(section):
         raise ValueError("service: give exactly one of service or topic")
     if section.topic is not None and section.data_format in ("soap11", "soap12"):
         raise ValueError("data_format: a topic channel takes json, xml, form or raw")
+    if section.retry_delay_max < section.retry_delay:
+        raise ValueError("retry_delay_max: must be at least retry_delay")
 
 
 AMQP_CHANNEL = Schema("amqp channel", {
@@ -90,6 +92,12 @@ AMQP_CHANNEL = Schema("amqp channel", {
     "consumers": Field(Int(min=1, max=64), default=1, doc="consumers, each on its own channel"),
     "max_retries": Field(Int(min=0, max=1000), default=3,
                          doc="service errors retried this many times, then dead-lettered"),
+    "retry_delay": Field(Duration(min=0, max=900), default=1.0,
+                         doc="wait before the first retry (0: at once), doubling for each next "
+                             "one; the message stays unacked meanwhile"),
+    "retry_delay_max": Field(Duration(min=0, max=900), default=60.0,
+                             doc="the longest wait before a retry; keep it below RabbitMQ's "
+                                 "consumer_timeout (30 min by default)"),
     "max_message_size": Field(Size(min=1), default="1MiB", doc="larger bodies are dead-lettered "
                                                                "undecoded"),
     "dead_letter_exchange": Field(Str(), default="", doc='"" is the default exchange'),
@@ -98,7 +106,10 @@ AMQP_CHANNEL = Schema("amqp channel", {
                                        doc="declare the routing key as a durable queue when "
                                            "dead_letter_exchange is the default one"),
     "setup_retry": Field(Duration(min=0.1, max=600), default=5.0,
-                         doc="wait before setting up consumers again after a failure"),
+                         doc="wait before setting up consumers again after a failure, and "
+                             "before requeueing a message whose retry, dead letter or reply "
+                             "could not be published; the longest wait before reopening a "
+                             "publishing channel RabbitMQ closed"),
 }, validate=_check_channel)
 
 AMQP_OUTGOING = Schema("amqp outgoing", {

@@ -2,8 +2,10 @@
 
 import json
 import threading
+import time
 from pathlib import Path
 
+import pika
 import pytest
 
 from tests.integration.amqp_support import (Forwarder, blocking_connection, get_one, health,
@@ -50,7 +52,8 @@ channels:
   - {{name: headers, type: amqp, connection: rabbit, queue: t.headers.{s},
      service: test.amqp.headers, dead_letter_routing_key: t.dead.{s}}}
   - {{name: fail, type: amqp, connection: rabbit, queue: t.fail.{s}, service: test.amqp.fail,
-     max_retries: 2, dead_letter_routing_key: t.faildead.{s}, setup_retry: 0.2s}}
+     max_retries: 2, retry_delay: 1s, dead_letter_routing_key: t.faildead.{s},
+     setup_retry: 0.2s}}
   - {{name: publish, type: http, path: /broker/amqp/publish, service: broker.amqp.publish,
      methods: [POST], security: admin}}
 """
@@ -193,6 +196,30 @@ def test_a_service_error_is_retried_then_dead_lettered(env):
     assert after["retried"] - before.get("retried", 0) == 2
     assert after["service_errors"] - before.get("service_errors", 0) == 3
     assert "this service always fails" in broker.output  # the log has the details
+
+
+def test_a_failing_services_message_waits_retry_delay_before_each_retry(env):
+    """retry_delay 1s, doubling: retried after 1 s and 2 s more, then dead-lettered with its
+    reason; meanwhile it stays unacked (not in the queue, not in the dead-letter queue)."""
+    broker, channel, s = env
+    before = metrics(broker, "amqp.channel.fail")
+    started = time.monotonic()
+    channel.basic_publish("", f"t.fail.{s}", b'{"n": 7}',
+                          pika.BasicProperties(message_id="delayed-7"))
+    assert wait_until(lambda: metrics(broker, "amqp.channel.fail")["waiting"] == 1)
+    assert channel.basic_get(f"t.faildead.{s}", auto_ack=True)[0] is None
+    assert channel.queue_declare(f"t.fail.{s}", passive=True).method.message_count == 0
+    dead = get_one(channel, f"t.faildead.{s}", timeout=30)
+    assert dead is not None, broker.output
+    assert time.monotonic() - started >= 2.9  # 1 s + 2 s of retry delay, at least
+    properties, body = dead
+    assert (body, properties.message_id) == (b'{"n": 7}', "delayed-7")
+    assert properties.headers["x-broker-error-code"] == "service_error"
+    assert properties.headers["x-broker-error"] == "Internal error"
+    assert properties.headers["x-broker-retries"] == 2
+    after = metrics(broker, "amqp.channel.fail")
+    assert after["retried"] - before.get("retried", 0) == 2
+    assert after["waiting"] == 0 and after["in_progress"] == 0
 
 
 def post_publish(broker, body):
@@ -394,4 +421,77 @@ channels:
         broker.stop()
         for queue in ("in", "out", "dead"):
             channel.queue_delete(f"t.{queue}.{s}")
+        connection.close()
+
+
+def test_a_publishing_channel_closed_by_rabbitmq_is_reopened_and_nothing_is_lost(tmp_path):
+    """Dead letters go to an exchange that does not exist: RabbitMQ closes the channel's
+    publishing channel (404 NOT_FOUND) at each one.  It is reopened each time; retries go on;
+    the originals are requeued, never acked; once the exchange exists every tagged message
+    arrives dead-lettered with its reason."""
+    s = suffix()
+    config = tmp_path / "dlx.yaml"
+    config.write_text(f"""
+name: amqp-dlx
+http:
+  listen: "${{BROKER_LISTEN:tcp:0:interface=127.0.0.1}}"
+services:
+  paths: [{PLUGINS}]
+connections:
+  - name: rabbit
+    type: amqp
+    username: guest
+    password: guest
+    queues: [{{name: t.pc.{s}, durable: false}}, {{name: t.pc.dead.{s}, durable: false}}]
+channels:
+  - {{name: flaky, type: amqp, connection: rabbit, queue: t.pc.{s}, service: test.amqp.fail,
+     max_retries: 1, retry_delay: 0, dead_letter_exchange: t.pc.dlx.{s},
+     dead_letter_routing_key: dead, setup_retry: 0.3s, prefetch: 20}}
+""")
+    tags = [f"tag-{n}" for n in range(20)]
+    broker = BrokerProcess(config=config).start()
+    connection = blocking_connection()
+    channel = connection.channel()
+    try:
+        assert wait_until(lambda: health(broker)[0] == 200), broker.output
+        for tag in tags:
+            channel.basic_publish("", f"t.pc.{s}", json.dumps({"tag": tag}).encode(),
+                                  pika.BasicProperties(message_id=tag))
+        # Closed by the first dead letter, reopened, closed again by the next one...
+        assert wait_until(lambda: metrics(broker, "amqp.channel.flaky")["publisher_closed"] >= 3,
+                          timeout=60), broker.output
+        counters = metrics(broker, "amqp.channel.flaky")
+        assert counters["dead_letter_failed"] >= 1 and counters["dead_lettered"] == 0
+        assert counters["retried"] >= 1
+
+        channel.exchange_declare(f"t.pc.dlx.{s}", "direct", durable=False)
+        channel.queue_bind(f"t.pc.dead.{s}", f"t.pc.dlx.{s}", "dead")
+        seen = {}
+
+        def all_dead_lettered():
+            got = channel.basic_get(f"t.pc.dead.{s}", auto_ack=True)
+            while got[0] is not None:
+                _, properties, _ = got
+                seen[properties.message_id] = properties.headers
+                got = channel.basic_get(f"t.pc.dead.{s}", auto_ack=True)
+            return set(seen) == set(tags)
+
+        assert wait_until(all_dead_lettered, timeout=60), (sorted(set(tags) - set(seen)),
+                                                           broker.output)
+        for headers in seen.values():
+            assert headers["x-broker-error-code"] == "service_error"
+            assert headers["x-broker-retries"] == 1 and headers["x-broker-channel"] == "flaky"
+        assert wait_until(lambda: metrics(broker, "amqp.channel.flaky")["in_progress"] == 0)
+        assert channel.queue_declare(f"t.pc.{s}", passive=True).method.message_count == 0
+        status, report = health(broker)
+        assert status == 200 and report["checks"]["amqp.channel.flaky"]["publisher"] == "open"
+        counters = metrics(broker, "amqp.channel.flaky")
+        assert counters["dead_lettered"] >= len(tags) and counters["requeued"] >= 1
+        assert "Unhandled" not in broker.output  # (the service's own failures are logged)
+        assert "dispatching a message failed" not in broker.output
+    finally:
+        broker.stop()
+        for queue in (f"t.pc.{s}", f"t.pc.dead.{s}"):
+            channel.queue_delete(queue)
+        channel.exchange_delete(f"t.pc.dlx.{s}")
         connection.close()

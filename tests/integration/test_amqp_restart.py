@@ -64,7 +64,8 @@ outgoing:
   - {{name: relay, type: amqp, connection: rabbit, publish_timeout: 120s}}
 channels:
   - {{name: relay, type: amqp, connection: rabbit, queue: in, service: test.amqp.relay,
-     prefetch: 50, max_retries: 20, dead_letter_routing_key: dead}}
+     prefetch: 50, max_retries: 20, retry_delay: 0.2s, retry_delay_max: 2s,
+     dead_letter_routing_key: dead}}
   - {{name: publish, type: http, path: /broker/amqp/publish, service: broker.amqp.publish,
      methods: [POST], security: admin}}
 """

@@ -40,6 +40,16 @@ def test_bad_values_name_the_key():
         AMQP_CONNECTION.check({**CONNECTION, "reconnect_initial": "5s", "reconnect_max": "1s"})
 
 
+def test_retry_delays_are_bounded_and_ordered():
+    section = AMQP_CHANNEL.check({**CHANNEL, "service": "s"})
+    assert (section.retry_delay, section.retry_delay_max) == (1.0, 60.0)
+    with pytest.raises(ConfigError, match="retry_delay_max: must be at least retry_delay"):
+        AMQP_CHANNEL.check({**CHANNEL, "service": "s", "retry_delay": "10s",
+                            "retry_delay_max": "5s"})
+    with pytest.raises(ConfigError, match="retry_delay_max"):  # below consumer_timeout
+        AMQP_CHANNEL.check({**CHANNEL, "service": "s", "retry_delay_max": "1h"})
+
+
 def write(tmp_path, text):
     path = tmp_path / "broker.yaml"
     path.write_text(textwrap.dedent(text))
