@@ -9,7 +9,7 @@ problem; ``status`` is the HTTP status most channels use for it.
 __all__ = [
     "BrokerError", "BadRequest", "ValidationError", "Unauthorized", "Forbidden",
     "NotFound", "ServiceNotFound", "MethodNotAllowed", "PayloadTooLarge", "UnsupportedMediaType",
-    "ServiceError", "ServiceUnavailable", "Timeout", "TooManyRequests",
+    "ResponseTooLarge", "ServiceError", "ServiceUnavailable", "Timeout", "TooManyRequests",
 ]
 
 
@@ -117,6 +117,13 @@ class ServiceError(BrokerError):
     code = "service_error"
     status = 500
     default_message = "Internal error"
+
+
+class ResponseTooLarge(ServiceError):
+    """A service's answer is over ``limits.max_response_size``; it is not sent."""
+
+    code = "response_too_large"
+    default_message = "The answer is too large to send"
 
 
 class ServiceUnavailable(BrokerError):

@@ -23,6 +23,7 @@ from broker.config import ConfigError
 from broker.config.model import load_config
 from broker.config.schema import config_error
 from broker.errors import NotFound
+from broker.jsonfast import COUNTERS as JSON_COUNTERS, set_max_depth
 from broker.registry import CONNECTION_TYPES, OUTGOING_TYPES, SECTIONS
 from broker.runtime import Resources
 from broker.security.registry import build_security
@@ -131,9 +132,12 @@ def build_node(path, listen=None, reactor=None):
     resources = Resources()
     threads = ThreadRunner(reactor, limits.threads, limits.thread_queue, limits.thread_stop_timeout)
     invoker = Invoker(store, reactor=reactor, threads=threads, timeout=limits.service_timeout,
-                      max_depth=limits.max_invoke_depth, resources=resources)
+                      max_depth=limits.max_invoke_depth, resources=resources,
+                      max_response_size=limits.max_response_size)
     resources.metrics["invoker"] = lambda: invoker.counters
     resources.metrics["threads"] = threads.metrics
+    set_max_depth(limits.max_json_depth)
+    resources.metrics["json"] = lambda: JSON_COUNTERS
 
     router = Router()
     app = HTTPApp(router, invoker, access_log=config.http.access_log)

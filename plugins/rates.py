@@ -37,6 +37,7 @@ CACHE_KEY = "rates:EUR"
 STATE_KEY = "rates:EUR:state"
 CACHE_TTL = 86400               # a snapshot nobody refreshes for a day is dropped
 AMQP_OUTGOING = "rates"         # publish changes here too when it is configured
+MAX_CURRENCIES = 300            # in one rates.get: more than there are (ISO 4217 has about 180)
 
 _ECB_NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -374,13 +375,18 @@ class RefreshRates(Service):
 
 
 def requested_currencies(values):
-    """``["USD,GBP", "jpy"]`` → ``["USD", "GBP", "JPY"]``; a ValidationError names bad codes."""
-    codes = []
+    """``["USD,GBP", "jpy"]`` → ``["USD", "GBP", "JPY"]``; a ValidationError names bad codes
+    (and refuses more than :data:`MAX_CURRENCIES` of them)."""
+    codes = {}  # a dict keeps the order and finds a repeat at once
     for value in values or ():
         for code in str(value).split(","):
             code = code.strip().upper()
-            if code and code not in codes:
-                codes.append(code)
+            if code:
+                codes[code] = None
+    if len(codes) > MAX_CURRENCIES:
+        raise ValidationError.of([{"field": "currency",
+                                   "problem": f"at most {MAX_CURRENCIES} currencies at a time"}])
+    codes = list(codes)
     bad = [c for c in codes if not _CURRENCY.match(c)]
     if bad:
         raise ValidationError.of([{"field": "currency",
@@ -398,7 +404,7 @@ class GetRates(Service):
     name = "rates.get"
 
     class SimpleIO:
-        input_optional = (List("currencies"), List("currency"), Int("max_age", default=600))
+        input_optional = (List("currencies"), List("currency"), Int("max_age", default=600, min=0))
         output_required = ("currency", Float("rate"), "provider", "as_of", Bool("is_stale"))
         output_repeated = True
 

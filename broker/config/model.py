@@ -10,6 +10,7 @@ from broker.channels.registry import CHANNEL_TYPES
 from broker.config.loader import load_yaml
 from broker.config.schema import (Bool, Choice, Duration, Endpoint, Field, Int, ListOf, Path, Schema,
                                   Size, Str, Tagged, config_error)
+from broker.jsonfast import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
 from broker.registry import CONNECTION_TYPES, OUTGOING_TYPES, SECTIONS
 from broker.security.registry import SECURITY_TYPES
 
@@ -34,6 +35,10 @@ SIMPLEIO = Schema("simpleio", {
 
 LIMITS = Schema("limits", {
     "max_body_size": Field(Size(), default="1MiB"),
+    "max_response_size": Field(Size(min=1), default="10MiB",
+                               doc="the largest answer a service may give; over it is a 500"),
+    "max_json_depth": Field(Int(min=1, max=MAX_DEPTH_LIMIT), default=DEFAULT_MAX_DEPTH,
+                            doc="how deep objects and arrays may nest in a client's JSON"),
     "max_header_count": Field(Int(min=1, max=10_000), default=100),
     "max_header_size": Field(Size(), default="16KiB"),
     "header_timeout": Field(Duration(), default=10.0),

@@ -18,6 +18,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from broker.errors import BadRequest
+from broker.jsonfast import JSONInputError, decode_json
 from broker.security.xml import parse_xml, serialize_xml
 
 __all__ = ["FORMATS", "BodyTooLarge", "encode_body", "parse_body", "read_body"]
@@ -111,11 +112,15 @@ def parse_body(data_format, body, content_type=""):
     if data_format == "json":
         charset = _charset(content_type)
         try:
-            return json.loads(body.decode(charset))
-        except (UnicodeDecodeError, LookupError):
+            if charset.lower().replace("-", "") != "utf8":
+                body = body.decode(charset).encode("utf-8")
+            return decode_json(body)
+        except (UnicodeError, LookupError):
             raise ValueError(f"the JSON body is not valid {charset} text") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        except JSONInputError as exc:
+            if exc.reason.startswith("not valid UTF-8"):
+                raise ValueError(f"the JSON body is not valid {charset} text") from None
+            raise ValueError(f"malformed JSON: {exc.reason}") from None
     if data_format == "xml":
         try:
             return parse_xml(body)

@@ -1,26 +1,18 @@
 """HTTP edges of pub/sub: ``POST /broker/publish/{topic}`` and the ``/demo/live`` page."""
 
-import json
-
 from twisted.logger import Logger
 
 from broker.channels.http.app import error_body
 from broker.channels.http.protocol import HTTPResponse
 from broker.errors import BadRequest, BrokerError, Forbidden, ServiceUnavailable, Unauthorized
+from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
 from broker.pubsub.topics import TopicError, check_topic
-from broker.simpleio import parse_query
+from broker.simpleio import check_content_type, parse_query
 
 __all__ = ["HTTPPublisher", "live_page_routes"]
 
 log = Logger()
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _error(error, cid):
@@ -52,12 +44,14 @@ class HTTPPublisher:
                     raise Unauthorized(f'credentials are needed to publish to "{topic}"')
                 raise Forbidden(f'not allowed to publish to "{topic}"')
             body = http_request.body.strip()
-            try:
-                data_json = body.decode() if body else "null"
-                _DECODER.decode(data_json)
-            except ValueError as error:
-                raise BadRequest(f"the body is not JSON: {error}",
-                                 errors=[{"field": "body", "problem": "is not JSON"}]) from None
+            if body:
+                check_content_type("json", http_request.headers.get("content-type", ""))
+                try:
+                    decode_json(body)
+                except JSONInputError as error:
+                    raise BadRequest(f"the body is not JSON: {error.reason}", errors=error.errors
+                                     or [{"field": "body", "problem": "is not JSON"}]) from None
+            data_json = body.decode("utf-8-sig") if body else "null"
             result = self.hub.publish_json(topic, data_json, publisher=grant.name)
         except (PublishError, TopicError) as error:
             field, problem = ("topic", str(error)) if isinstance(error, TopicError) \

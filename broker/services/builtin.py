@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from broker.amqp.service import PublishService
 from broker.errors import BadRequest, ServiceUnavailable, ValidationError
+from broker.jsonfast import JSONInputError, decode_json
 from broker.services.base import Service
 from broker.simpleio import AsIs, Text
 
@@ -88,15 +89,16 @@ def _decode_payload(payload, data_format):
     if not isinstance(payload, str):
         raise ValidationError.of([{"field": "payload", "problem": "expected a base64 string"}])
     try:
-        text = b64decode(payload, validate=True).decode("utf-8")
+        data = b64decode(payload, validate=True)
+        text = data.decode("utf-8")
     except (binascii.Error, ValueError):
         raise ValidationError.of([{"field": "payload", "problem": "is not valid base64 UTF-8"}]) from None
     if data_format != "json":
         return text
     try:
-        return json.loads(text) if text else None
-    except ValueError as exc:
-        raise BadRequest(f"Malformed JSON in payload: {exc}") from None
+        return decode_json(data) if text else None
+    except JSONInputError as error:
+        raise BadRequest(f"Malformed JSON in payload: {error.reason}", errors=error.errors) from None
 
 
 def _skip_response_elem(result):

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from broker.runtime import Resources
-from broker.errors import BrokerError, ServiceError, Timeout, ValidationError
+from broker.errors import BrokerError, ResponseTooLarge, ServiceError, Timeout, ValidationError
 from broker.services.context import INTERNAL, Payload, Request, Response
 from broker.simpleio import CONTENT_TYPES, decode, encode
 
@@ -34,10 +34,11 @@ class Invoker:
     :param threads: the :class:`~broker.services.threads.ThreadRunner` services offload to.
     :param timeout: seconds an asynchronous ``handle()`` may take (0 = no limit).
     :param max_depth: how deep services may invoke one another.
+    :param max_response_size: the largest encoded answer, in bytes (None = any).
     """
 
     def __init__(self, store, *, reactor=None, threads=None, timeout=30.0, max_depth=16,
-                 resources=None):
+                 resources=None, max_response_size=None):
         if reactor is None:
             from twisted.internet import reactor
         self.store = store
@@ -46,7 +47,9 @@ class Invoker:
         self._threads = threads
         self.timeout = timeout
         self.max_depth = max_depth
-        self.counters = {"invocations": 0, "client_errors": 0, "service_errors": 0, "timeouts": 0}
+        self.max_response_size = max_response_size
+        self.counters = {"invocations": 0, "client_errors": 0, "service_errors": 0, "timeouts": 0,
+                         "responses_too_large": 0}
 
     # -- entry points ---------------------------------------------------------
 
@@ -151,18 +154,34 @@ class Invoker:
                 raise self._service_failed(entry, request, exc) from exc
         if encode_output:
             fmt = request.channel.data_format
+            limit = self.max_response_size
             if isinstance(payload, _TEXT):
+                if limit is not None and len(payload) > limit:  # UTF-8 is never shorter
+                    raise self._too_large(entry, request)
                 response.body = payload.encode() if isinstance(payload, str) else payload
+                if limit is not None and len(response.body) > limit:
+                    raise self._too_large(entry, request)
                 if response.content_type is None:
                     response.content_type = CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")
             elif payload is None or (not payload and sio is None and type(payload) is Payload):
                 response.body = b""
             else:
-                body, content_type = encode(fmt, payload)
+                try:
+                    body, content_type = encode(fmt, payload, max_size=limit)
+                except ResponseTooLarge:
+                    raise self._too_large(entry, request) from None
                 response.body = body
                 if response.content_type is None:
                     response.content_type = content_type
         return response
+
+    def _too_large(self, entry, request):
+        """Count and log an answer over ``max_response_size``; the caller gets a 500."""
+        self.counters["responses_too_large"] += 1
+        log.warn("service {service} answered more than limits.max_response_size ({limit} bytes): "
+                 "not sent (cid {cid})", service=entry.name, limit=self.max_response_size,
+                 cid=request.cid)
+        return ResponseTooLarge(f"The answer is over the limit of {self.max_response_size} bytes")
 
     def _async_failed(self, entry, request, failure):
         if failure.check(defer.TimeoutError, defer.CancelledError):

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from copy import deepcopy
 
 __all__ = [
-    "NOT_GIVEN", "Elem", "Text", "Int", "Float", "Bool", "Decimal", "Date", "DateTime", "UUID",
+    "INT64_MAX", "INT64_MIN", "NOT_GIVEN", "Elem", "Text", "Int", "Float", "Bool", "Decimal", "Date",
+    "DateTime", "UUID",
     "List", "Dict", "AsIs", "Integer", "Boolean", "Opaque", "elem_from_name", "to_jsonable",
 ]
 
@@ -47,6 +48,12 @@ _TRUE = frozenset({"true", "yes", "on", "y", "t", "1"})
 _FALSE = frozenset({"false", "no", "off", "n", "f", "0"})
 _BOOL_PREFIXES = ("by_", "has_", "is_", "may_", "needs_", "should_")
 _INT_SUFFIXES = ("_count", "_id", "_size", "_size_min", "_size_max", "_timeout")
+#: The range an :class:`Int` accepts unless it declares its own: 64-bit signed.
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+_MAX_INT_DIGITS = 4300  # sys.int_info.default_max_str_digits: int() refuses longer text
+_FLOAT_RANGE = "is out of range for a floating-point number"
+_DECIMAL_CONTEXT = _decimal.DefaultContext
+_DECIMAL_RANGE = "is out of range: its exponent is beyond +/-999999"
 
 
 def to_jsonable(value):
@@ -156,31 +163,79 @@ class Text(Elem):
 
 
 class Int(Elem):
-    """An integer; bools and non-integral numbers are refused."""
+    """An integer within ``min`` and ``max`` (64-bit signed unless declared);
+    bools and non-integral numbers are refused.
 
-    __slots__ = ()
+    :param min: the smallest value accepted.
+    :param max: the largest value accepted.
+    """
+
+    __slots__ = ("min", "max")
     problem = "expected an integer"
     schema = {"type": "integer"}
+
+    def __init__(self, name, default=NOT_GIVEN, *, min=INT64_MIN, max=INT64_MAX):
+        super().__init__(name, default)
+        if not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in (min, max)) \
+                or min > max:
+            raise TypeError(f"Int {name!r}: min and max must be integers, min <= max "
+                            f"(got {min!r}, {max!r})")
+        self.min = min
+        self.max = max
+
+    def __repr__(self):
+        bounds = "".join(f", {key}={value!r}" for key, value, default in
+                         (("min", self.min, INT64_MIN), ("max", self.max, INT64_MAX))
+                         if value != default)
+        return super().__repr__()[:-1] + bounds + ")"
+
+    def renamed(self, name):
+        return type(self)(name, self.default, min=self.min, max=self.max)
 
     def parse(self, value):
         if isinstance(value, bool):
             raise ValueError(self.problem)
         if isinstance(value, int):
-            return value
+            if self.min <= value <= self.max:  # the common case, without a call
+                return value
+            return self._in_range(value)
         if isinstance(value, float):
             if value.is_integer():
-                return int(value)
+                return int(self._in_range(value))
         elif isinstance(value, _decimal.Decimal):
             if value.is_finite() and value == value.to_integral_value():
-                return int(value)
+                return int(self._in_range(value))
         elif isinstance(value, str):
             text = value.strip()
             if _INT_RE.fullmatch(text):
-                try:
-                    return int(text)
-                except ValueError:  # more digits than Python converts
-                    pass
+                negative = text[0] == "-"
+                digits = text.lstrip("+-").lstrip("0") or "0"
+                if len(digits) > _MAX_INT_DIGITS:  # beyond any range: int() would refuse it
+                    raise ValueError(self._below if negative else self._above)
+                return self._in_range(-int(digits) if negative else int(digits))
         raise ValueError(self.problem)
+
+    def _in_range(self, number):
+        """``number`` (compared before any conversion, so a huge one costs nothing)."""
+        if number < self.min:
+            raise ValueError(self._below)
+        if number > self.max:
+            raise ValueError(self._above)
+        return number
+
+    @property
+    def _below(self):
+        return f"must be at least {self.min}"
+
+    @property
+    def _above(self):
+        return f"must be at most {self.max}"
+
+    def json_schema(self):
+        schema = super().json_schema()
+        schema["minimum"] = self.min
+        schema["maximum"] = self.max
+        return schema
 
 
 class Float(Elem):
@@ -193,14 +248,19 @@ class Float(Elem):
     def parse(self, value):
         if isinstance(value, bool):
             raise ValueError(self.problem)
-        if isinstance(value, (int, float, _decimal.Decimal)):
-            result = float(value)
-        elif isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
-            result = float(value.strip())
-        else:
+        try:
+            if isinstance(value, (int, float, _decimal.Decimal)):
+                result = float(value)
+            elif isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
+                result = float(value.strip())
+            else:
+                raise ValueError(self.problem)
+        except OverflowError:  # an int past a double's range
+            raise ValueError(_FLOAT_RANGE) from None
+        if result != result:
             raise ValueError(self.problem)
-        if result != result or result in (float("inf"), float("-inf")):
-            raise ValueError(self.problem)
+        if result in (float("inf"), float("-inf")):
+            raise ValueError(_FLOAT_RANGE)
         return result
 
 
@@ -226,7 +286,11 @@ class Bool(Elem):
 
 
 class Decimal(Elem):
-    """An exact decimal number; rendered as a string so no digit is lost."""
+    """An exact decimal number; rendered as a string so no digit is lost.
+
+    Its exponent stays within the default decimal context's (``1E-999999`` to
+    ``9.9E+999999``), where arithmetic on it works.
+    """
 
     __slots__ = ()
     problem = "expected a decimal number"
@@ -235,18 +299,23 @@ class Decimal(Elem):
     def parse(self, value):
         if isinstance(value, bool):
             raise ValueError(self.problem)
-        if isinstance(value, _decimal.Decimal):
-            result = value
-        elif isinstance(value, int):
-            result = _decimal.Decimal(value)
-        elif isinstance(value, float):
-            result = _decimal.Decimal(repr(value))
-        elif isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
-            result = _decimal.Decimal(value.strip())
-        else:
-            raise ValueError(self.problem)
+        try:
+            if isinstance(value, _decimal.Decimal):
+                result = value
+            elif isinstance(value, int):
+                result = _decimal.Decimal(value)
+            elif isinstance(value, float):
+                result = _decimal.Decimal(repr(value))
+            elif isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
+                result = _decimal.Decimal(value.strip())
+            else:
+                raise ValueError(self.problem)
+        except _decimal.InvalidOperation:  # an exponent past what decimal can hold
+            raise ValueError(_DECIMAL_RANGE) from None
         if not result.is_finite():
             raise ValueError(self.problem)
+        if result and not _DECIMAL_CONTEXT.Emin <= result.adjusted() <= _DECIMAL_CONTEXT.Emax:
+            raise ValueError(_DECIMAL_RANGE)
         return result
 
     def render(self, value):

@@ -22,13 +22,13 @@ from urllib.parse import parse_qsl
 
 from lxml import etree
 
-from broker.errors import BadRequest, ServiceError
-from broker.jsonfast import orjson_may_read
+from broker.errors import BadRequest, ResponseTooLarge, ServiceError, UnsupportedMediaType
+from broker.jsonfast import JSONInputError, decode_json
 from broker.simpleio.payload import Payload
 from broker.security.xml import parse_xml, serialize_xml
 
-__all__ = ["CONTENT_TYPES", "FORMATS", "SOAP11_NS", "SOAP12_NS", "decode", "encode",
-           "parse_query", "soap_fault"]
+__all__ = ["CONTENT_TYPES", "FORMATS", "MEDIA_TYPES", "PLAIN_MEDIA_TYPES", "SOAP11_NS", "SOAP12_NS",
+           "check_content_type", "decode", "encode", "parse_query", "soap_fault"]
 
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
@@ -46,12 +46,35 @@ CONTENT_TYPES = {
     "raw": "text/plain; charset=utf-8",
 }
 
+#: The media types a format reads besides ``application/*+json`` / ``application/*+xml``;
+#: ``raw`` reads any.  SOAP 1.1 refuses SOAP 1.2's ``application/soap+xml``.
+MEDIA_TYPES = {
+    "json": ("application/json", "text/json"),
+    "xml": ("application/xml", "text/xml"),
+    "soap11": ("text/xml", "application/xml"),
+    "soap12": ("application/soap+xml", "application/xml", "text/xml"),
+    "form": ("application/x-www-form-urlencoded",),
+}
+
+#: Content-Type values sent on nearly every request, per format: a channel accepts these without
+#: calling :func:`check_content_type` (a set lookup instead of a call on the hot path).
+PLAIN_MEDIA_TYPES = {
+    **{fmt: frozenset(f"{media}{params}" for media in types
+                      for params in ("", "; charset=utf-8", ";charset=utf-8", "; charset=UTF-8"))
+       for fmt, types in MEDIA_TYPES.items()},
+    "raw": frozenset(),
+}
+
 _JSON = "application/json"
+# What ``curl -d`` declares when told nothing else: taken as no declaration at all.
+_UNDECLARED = "application/x-www-form-urlencoded"
+_SUFFIXES = {"json": "+json", "xml": "+xml"}
 _SOAP = {"11": ("1.1", SOAP11_NS), "12": ("1.2", SOAP12_NS)}
 _MAX_FORM_FIELDS = 1000
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _JSON_CONTAINERS = frozenset((dict, list, Payload))  # what orjson encodes first-hand
 _CHARSET = re.compile(r";\s*charset\s*=\s*\"?([A-Za-z0-9._:-]+)", re.IGNORECASE)
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte UTF-8 refuses
 
 
 # -- public API -------------------------------------------------------------------
@@ -67,18 +90,20 @@ def decode(data_format, body, content_type=""):
     :raise BadRequest: the body is malformed for the format.
     :raise ValueError: ``data_format`` is unknown.
     """
-    if data_format == "json" and body.__class__ is bytes and orjson_may_read(body):
-        try:  # the common case first; anything orjson refuses takes the full path
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
+    if data_format == "json" and body.__class__ is bytes and body:
+        try:  # the common case first, without copying the body
+            return decode_json(body)
+        except JSONInputError:
+            if body.strip():
+                raise
+            return None  # only whitespace
     if data_format not in FORMATS:
         raise ValueError(f"Unknown data format {data_format!r}")
     body = bytes(body or b"")
     if not body or (data_format != "raw" and not body.strip()):
         return None
     if data_format == "json":
-        return _decode_json(body)
+        return decode_json(body)
     if data_format == "xml":
         return _children(parse_xml(body))
     if data_format in ("soap11", "soap12"):
@@ -88,7 +113,29 @@ def decode(data_format, body, content_type=""):
     return _decode_raw(body, content_type)
 
 
-def encode(data_format, payload, *, root="response", soap_version=None):
+def check_content_type(data_format, content_type):
+    """Refuse a body whose declared media type the format does not read.
+
+    No declaration, and ``application/x-www-form-urlencoded`` (what ``curl -d``
+    sends unless told otherwise), are accepted by every format; parameters
+    such as ``charset`` are ignored.
+
+    :raise UnsupportedMediaType: naming the types the format reads.
+    """
+    media = content_type.partition(";")[0].strip().lower()
+    if not media or media == _UNDECLARED or data_format == "raw":
+        return
+    accepted = MEDIA_TYPES[data_format]
+    suffix = _SUFFIXES.get(data_format)
+    if media in accepted or (suffix and media.startswith("application/") and media.endswith(suffix)):
+        return
+    names = [*accepted, f"application/*{suffix}"] if suffix else list(accepted)
+    expected = " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
+    raise UnsupportedMediaType(f"Content-Type {media} is not accepted here: send {accepted[0]}",
+                               errors=[{"field": "Content-Type", "problem": f"expected {expected}"}])
+
+
+def encode(data_format, payload, *, root="response", soap_version=None, max_size=None):
     """Encode a service's payload.
 
     A str or bytes payload is the service's own document and passes through
@@ -99,15 +146,23 @@ def encode(data_format, payload, *, root="response", soap_version=None):
     :param root: the root element name for ``xml`` (inside Body for SOAP).
     :param soap_version: ``"11"``/``"12"`` to override the version a SOAP
         format implies; None derives it from ``data_format``.
+    :param max_size: the largest body allowed, in bytes; None = any.  A text
+        longer than that is refused before it is encoded, and an XML
+        document as soon as its elements add up to more.
     :return: ``(body, content_type)``.
+    :raise ResponseTooLarge: the body would be over ``max_size``.
     :raise ServiceError: the payload cannot be represented in the format.
     :raise ValueError: ``data_format`` is unknown.
     """
     if data_format == "json" and payload.__class__ in _JSON_CONTAINERS:
         try:  # the common case first
-            return orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS), _JSON
+            body = orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
         except (TypeError, orjson.JSONEncodeError):
             pass
+        else:
+            if max_size is not None and len(body) > max_size:
+                raise _too_large(max_size)
+            return body, _JSON
     if data_format not in FORMATS:
         raise ValueError(f"Unknown data format {data_format!r}")
     if data_format in ("soap11", "soap12"):
@@ -115,19 +170,31 @@ def encode(data_format, payload, *, root="response", soap_version=None):
         content_type = CONTENT_TYPES["soap" + version]
     else:
         content_type = CONTENT_TYPES[data_format]
-    if isinstance(payload, str):
-        return payload.encode("utf-8"), content_type
-    if isinstance(payload, (bytes, bytearray)):
+    if isinstance(payload, (str, bytes, bytearray)):
+        if max_size is not None and len(payload) > max_size:  # UTF-8 is never shorter
+            raise _too_large(max_size)
+        if isinstance(payload, str):
+            return _within(payload.encode("utf-8"), max_size), content_type
         return bytes(payload), ("text/plain" if data_format == "raw" else content_type)
     if data_format in ("json", "form", "raw"):
-        return _encode_json(payload), _JSON
+        return _within(_encode_json(payload), max_size), _JSON
     if data_format == "xml":
-        return serialize_xml(_build(root, payload)), content_type
+        return _within(serialize_xml(_build(root, payload, max_size)), max_size), content_type
     _, namespace = _SOAP[version]
     envelope = etree.Element(f"{{{namespace}}}Envelope", nsmap={"soap": namespace})
     body = etree.SubElement(envelope, f"{{{namespace}}}Body")
-    body.append(_build(root, payload))
-    return serialize_xml(envelope), content_type
+    body.append(_build(root, payload, max_size))
+    return _within(serialize_xml(envelope), max_size), content_type
+
+
+def _too_large(max_size):
+    return ResponseTooLarge(f"The answer is over the limit of {max_size} bytes")
+
+
+def _within(body, max_size):
+    if max_size is not None and len(body) > max_size:
+        raise _too_large(max_size)
+    return body
 
 
 def soap_fault(version, code, message, cid=None):
@@ -222,55 +289,28 @@ def _encode_json(payload):
                           default=_json_default).encode("ascii")
 
 
-def _no_constants(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-
-
-# One decoder for every call (json.loads with keyword arguments builds a new one each time).
-_JSON_DECODER = json.JSONDecoder(parse_constant=_no_constants)
-
-
-def _decode_json(body):
-    if orjson_may_read(body):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"Malformed JSON: not valid UTF-8 (byte {exc.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        return _JSON_DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise BadRequest("Malformed JSON: nested too deeply") from None
-    except ValueError as exc:
-        reason = "a number is too long" if "digits" in str(exc) else str(exc)
-        raise BadRequest(f"Malformed JSON: {reason}") from None
-
-
 # -- form, query, raw -------------------------------------------------------------
 
 
 def _decode_pairs(data, what):
-    """``a=1&a=2&b=`` → ``{"a": ["1", "2"], "b": ""}`` with strict UTF-8."""
+    """``a=1&a=2&b=`` → ``{"a": ["1", "2"], "b": ""}`` with strict UTF-8, naming a bad field."""
     try:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
-        pairs = parse_qsl(data, keep_blank_values=True, encoding="utf-8", errors="strict",
+        pairs = parse_qsl(data, keep_blank_values=True, encoding="utf-8", errors="surrogateescape",
                           max_num_fields=_MAX_FORM_FIELDS)
     except UnicodeDecodeError:
         raise BadRequest(f"Malformed {what}: not valid UTF-8") from None
     except ValueError:
         raise BadRequest(f"Malformed {what}: more than {_MAX_FORM_FIELDS} fields") from None
     result = {}
+    bad = None
     for key, value in pairs:
+        if not (key.isascii() and value.isascii()) and _ESCAPED_BYTE.search(key + value):
+            bad = bad or []
+            bad.append({"field": key.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                        "problem": "is not valid UTF-8 once percent-decoded"})
+            continue
         previous = result.get(key)
         if previous is None:
             result[key] = value
@@ -278,6 +318,9 @@ def _decode_pairs(data, what):
             previous.append(value)
         else:
             result[key] = [previous, value]
+    if bad:
+        names = ", ".join(error["field"] for error in bad)
+        raise BadRequest(f"Malformed {what}: not valid UTF-8 once percent-decoded: {names}", errors=bad)
     return result
 
 
@@ -345,33 +388,57 @@ def _decode_soap(version, body):
     return None
 
 
-def _build(root, payload):
-    """``<root>`` holding ``payload``: keys → elements, lists → repeated elements."""
+def _build(root, payload, max_size=None):
+    """``<root>`` holding ``payload``: keys → elements, lists → repeated elements.
+
+    :raise ResponseTooLarge: the tags and texts add up to more than ``max_size`` bytes.
+    """
+    budget = _Budget(max_size)
     try:
         element = etree.Element(root)
-        _fill(element, payload)
+        _fill(element, payload, budget)
     except (ValueError, TypeError) as exc:
         raise ServiceError(f"Cannot encode output as XML: {exc}") from exc
     return element
 
 
-def _fill(element, value):
+class _Budget:
+    """Characters an XML document may still take (tags and texts, before escaping)."""
+
+    __slots__ = ("left", "max_size")
+
+    def __init__(self, max_size):
+        self.max_size = max_size
+        self.left = max_size if max_size is not None else float("inf")
+
+    def spend(self, size):
+        self.left -= size
+        if self.left < 0:
+            raise _too_large(self.max_size)
+
+
+def _fill(element, value, budget):
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _append(element, str(key), item)
+            _append(element, str(key), item, budget)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
-            _append(element, "item", item)
+            _append(element, "item", item, budget)
     elif value is not None:
-        element.text = _text(value)
+        text = _text(value)
+        budget.spend(len(text))
+        element.text = text
 
 
-def _append(parent, key, value):
+def _append(parent, key, value, budget):
+    tags = 2 * len(key) + 5  # <key></key>
     if isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
-            _fill(etree.SubElement(parent, key), item)
+            budget.spend(tags)
+            _fill(etree.SubElement(parent, key), item, budget)
     else:
-        _fill(etree.SubElement(parent, key), value)
+        budget.spend(tags)
+        _fill(etree.SubElement(parent, key), value, budget)
 
 
 def _text(value):

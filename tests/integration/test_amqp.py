@@ -182,6 +182,19 @@ def test_malformed_json_is_dead_lettered_and_an_rpc_caller_gets_the_error(env):
     assert dead[0].headers["x-broker-error-code"] == "bad_request"
 
 
+def test_json_the_guarded_decoder_refuses_is_dead_lettered_naming_the_problem(env):
+    """A repeated key (orjson kept the last one) and a huge integer (a 500 from the service)."""
+    broker, channel, s = env
+    channel.basic_publish("", f"t.echo.{s}", b'{"text": "a", "text": "b"}')
+    channel.basic_publish("", f"t.echo.{s}", b'{"text": "a", "repeat": %s}' % (b"9" * 400))
+    dead = [get_one(channel, f"t.dead.{s}"), get_one(channel, f"t.dead.{s}")]
+    assert None not in dead, broker.output
+    errors = {properties.headers["x-broker-error-code"]: json.loads(properties.headers["x-broker-errors"])
+              for properties, _ in dead}   # two consumers: in either order
+    assert errors == {"bad_request": [{"field": "text", "problem": "is given twice"}],
+                      "invalid_input": [{"field": "repeat", "problem": "must be at most 1000"}]}
+
+
 def test_a_service_error_is_retried_then_dead_lettered(env):
     broker, channel, s = env
     before = metrics(broker, "amqp.channel.fail")

@@ -200,6 +200,22 @@ def test_malformed_requests_are_answered_with_errors_and_counted(env):
     assert "zmq channel rr: bad input" in env.broker.output
 
 
+def test_json_the_guarded_decoder_refuses_is_answered_with_an_error(env):
+    """Repeated keys, lone surrogates and deep nesting: a 400-class reply naming the problem."""
+    req = env.socket(zmq.REQ, "rr")
+    replies = []
+    for body in (b'{"text": "a", "text": "b"}', b'{"text": "\\ud800"}', b"[" * 5000 + b"]" * 5000):
+        req.send(body)
+        replies.append(json.loads(recv(req)[0]))
+    req.send(b'{"text": "still serving"}')
+    assert json.loads(recv(req)[0]) == {"text": "still serving"}
+    req.close()
+    assert [r["code"] for r in replies] == ["bad_request"] * 3
+    assert replies[0]["errors"] == [{"field": "text", "problem": "is given twice"}]
+    assert "lone surrogate" in replies[1]["details"]
+    assert "nested more than 64 levels deep" in replies[2]["details"]
+
+
 # -- PULL ------------------------------------------------------------------------
 
 

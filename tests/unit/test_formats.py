@@ -8,8 +8,9 @@ import uuid
 import pytest
 from lxml import etree
 
-from broker.errors import BadRequest, ServiceError
-from broker.simpleio import FORMATS, SOAP11_NS, SOAP12_NS, decode, encode, parse_query, soap_fault
+from broker.errors import BadRequest, ResponseTooLarge, ServiceError, UnsupportedMediaType
+from broker.simpleio import (FORMATS, SOAP11_NS, SOAP12_NS, check_content_type, decode, encode,
+                             parse_query, soap_fault)
 
 _SOAP11_REQUEST = (
     f'<soapenv:Envelope xmlns:soapenv="{SOAP11_NS}" xmlns:z="urn:x">'
@@ -325,3 +326,114 @@ def test_json_integers_beyond_64_bits_stay_exact():
     assert decode("json", b'{"n": %d, "m": -%d}' % (big, big)) == {"n": big, "m": -big}
     body, _ = encode("json", {"n": big})
     assert body == b'{"n":%d}' % big
+
+
+# -- hostile input and oversized output (issue 11) ---------------------------------------
+
+
+@pytest.mark.parametrize("query, fields", [
+    ("text=%ff", ["text"]),
+    ("a=1&b=%e9%80&c=%ed%a0%80", ["b", "c"]),   # a truncated sequence, an encoded surrogate
+    ("te%ffxt=a", ["te\ufffdxt"]),              # a bad name is shown as best it can be
+])
+def test_parse_query_names_each_parameter_that_is_not_utf8(query, fields):
+    with pytest.raises(BadRequest) as caught:
+        parse_query(query)
+    assert [e["field"] for e in caught.value.errors] == fields
+    assert all(e["problem"] == "is not valid UTF-8 once percent-decoded" for e in caught.value.errors)
+    assert caught.value.message.endswith(", ".join(fields))
+
+
+def test_form_body_names_the_parameter_that_is_not_utf8():
+    with pytest.raises(BadRequest) as caught:
+        decode("form", "a=é&b=%ff".encode())
+    assert caught.value.errors == [{"field": "b", "problem": "is not valid UTF-8 once percent-decoded"}]
+    assert decode("form", b"a=%C3%A9&b=x+y") == {"a": "é", "b": "x y"}
+
+
+def test_json_format_uses_the_guarded_decoder():
+    """Repeated keys and lone surrogates: orjson would keep the last / the stdlib accept both."""
+    with pytest.raises(BadRequest, match='the key "text" is given twice'):
+        decode("json", b'{"text": "a", "text": "b"}')
+    with pytest.raises(BadRequest, match="lone surrogate"):
+        decode("json", b'{"text": "\\ud800"}')
+    with pytest.raises(BadRequest, match="nested more than 64 levels deep"):
+        decode("json", b"[" * 100000 + b"]" * 100000)
+    assert decode("json", b"  \n ") is None
+
+
+@pytest.mark.parametrize("fmt, content_type", [
+    ("json", "application/json"), ("json", "application/json; charset=utf-8"),
+    ("json", "Application/JSON ;charset=UTF-8"), ("json", "text/json"),
+    ("json", "application/vnd.api+json"), ("json", "application/problem+json"),
+    ("xml", "application/xml"), ("xml", "text/xml; charset=utf-8"), ("xml", "application/atom+xml"),
+    ("soap11", "text/xml; charset=utf-8"), ("soap11", "application/xml"),
+    ("soap12", "application/soap+xml; charset=utf-8; action=\"urn:echo\""), ("soap12", "text/xml"),
+    ("form", "application/x-www-form-urlencoded; charset=utf-8"),
+    ("raw", "text/plain"), ("raw", "application/octet-stream"), ("raw", "image/png"),
+    # what curl -d sends unless told otherwise, on every format
+    ("json", "application/x-www-form-urlencoded"), ("xml", "application/x-www-form-urlencoded"),
+    ("json", ""), ("json", " ; charset=utf-8"),
+])
+def test_content_types_a_format_reads(fmt, content_type):
+    check_content_type(fmt, content_type)
+
+
+@pytest.mark.parametrize("fmt, content_type, expected", [
+    ("json", "application/xml", "application/json, text/json or application/*+json"),
+    ("json", "text/plain; charset=utf-8", "application/json, text/json or application/*+json"),
+    ("json", "multipart/form-data; boundary=x", "application/json, text/json or application/*+json"),
+    ("xml", "application/json", "application/xml, text/xml or application/*+xml"),
+    ("soap11", "application/soap+xml", "text/xml or application/xml"),
+    ("soap12", "application/json", "application/soap+xml, application/xml or text/xml"),
+    ("form", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"),
+])
+def test_content_types_a_format_refuses(fmt, content_type, expected):
+    with pytest.raises(UnsupportedMediaType) as caught:
+        check_content_type(fmt, content_type)
+    assert caught.value.status == 415
+    assert caught.value.errors == [{"field": "Content-Type", "problem": f"expected {expected}"}]
+    assert content_type.partition(";")[0] in caught.value.message
+
+
+@pytest.mark.parametrize("fmt", ["json", "form", "raw", "xml", "soap11"])
+def test_encode_refuses_an_answer_over_max_size(fmt):
+    payload = {"text": "x" * 2000}
+    assert encode(fmt, payload, max_size=4000)[0]
+    with pytest.raises(ResponseTooLarge, match="over the limit of 1000 bytes"):
+        encode(fmt, payload, max_size=1000)
+
+
+def test_encode_refuses_a_long_text_before_encoding_it():
+    class Huge(str):
+        def encode(self, *args):
+            raise AssertionError("encoded")
+
+    with pytest.raises(ResponseTooLarge):
+        encode("json", Huge("é" * 1001), max_size=1000)
+    assert encode("json", "é" * 400, max_size=1000)[0] == "é".encode() * 400
+    with pytest.raises(ResponseTooLarge):  # 600 characters, 1200 bytes
+        encode("json", "é" * 600, max_size=1000)
+
+
+def test_xml_encode_stops_building_once_over_max_size():
+    """The XML builder stops at the limit instead of building the whole document first."""
+    from collections.abc import Mapping
+
+    class Rows(Mapping):
+        taken = 0
+
+        def __iter__(self):
+            for n in range(100000):
+                Rows.taken += 1
+                yield f"row{n}"
+
+        def __getitem__(self, key):
+            return "x" * 100
+
+        def __len__(self):
+            return 100000
+
+    with pytest.raises(ResponseTooLarge):
+        encode("xml", Rows(), max_size=10000)
+    assert Rows.taken < 100

@@ -201,6 +201,17 @@ class BasicTests(ProtocolTestCase):
         [seen] = self.handler.requests
         self.assertEqual((seen.path, seen.query), ("/café/a b", "q=%C3%A9"))
 
+    def test_path_not_utf8_once_decoded_is_a_400(self):
+        """A path whose escapes are not UTF-8 is refused, not passed on with U+FFFD in it."""
+        for path in ("/customer/%ff", "/a/%C3", "/%ed%a0%80"):
+            self.connect()
+            self.send(request("GET", path))
+            self.assertEqual(self.handler.requests, [])
+            self.assertEqual(self.responses()[0].status, 400)
+            self.assertEqual(self.handler.errors, [
+                (400, "Malformed request target: the path is not valid UTF-8 once percent-decoded")])
+            self.assertEqual(self.factory.counters["malformed"], 1)
+
     def test_absolute_form_target(self):
         """An absolute-form target is reduced to its path and query."""
         self.connect()

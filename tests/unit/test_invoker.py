@@ -3,10 +3,12 @@
 import json
 
 from twisted.internet import defer, task
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from broker import Int, Service
-from broker.errors import NotFound, ServiceError, Timeout, Unauthorized, ValidationError
+from broker.errors import (NotFound, ResponseTooLarge, ServiceError, Timeout, Unauthorized,
+                           ValidationError)
 from broker.security.auth import APIKey
 from broker.services.context import ChannelInfo, Request
 from broker.services.invoker import Invoker
@@ -181,6 +183,31 @@ class InvokerTests(SynchronousTestCase):
             "t.echo", _request(b"<request><text>hi</text></request>", fmt="xml"))
         self.assertIn(b"<text>hi</text>", response.body)
         self.assertEqual(response.content_type, "application/xml")
+
+    def test_an_answer_over_max_response_size_is_refused_counted_and_logged(self):
+        """Over ``limits.max_response_size``: a typed 500 instead of the body, counted, and
+        logged with the service and the cid; XML, a plain string and async answers alike."""
+        invoker = _invoker()
+        invoker.max_response_size = 100
+        ok = invoker.invoke("t.echo", _request(b'{"text":"x","repeat":80}'))
+        self.assertEqual(json.loads(ok.body), {"text": "x" * 80})
+        cases = [("t.echo", _request(b'{"text":"x","repeat":101}')),
+                 ("t.echo", _request(b"<r><text>x</text><repeat>101</repeat></r>", fmt="xml")),
+                 ("t.raw", _request())]
+        invoker.max_response_size = 10
+        with capturedLogs() as events:
+            for name, request in cases:
+                with self.assertRaises(ResponseTooLarge) as caught:
+                    invoker.invoke(name, request)
+                self.assertEqual((caught.exception.status, caught.exception.code),
+                                 (500, "response_too_large"))
+            d = defer.maybeDeferred(invoker.invoke, "t.caller", _request())
+            self.failureResultOf(d, ResponseTooLarge)
+        self.assertEqual(invoker.counters["responses_too_large"], 4)
+        logged = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(logged), 4)
+        self.assertIn("service t.echo answered more than limits.max_response_size (10 bytes)", logged[0])
+        self.assertIn("(cid cid1)", logged[0])
 
 
 class TestingHelperTests(SynchronousTestCase):

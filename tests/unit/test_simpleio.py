@@ -54,13 +54,87 @@ def test_int_refuses_non_integers(value):
         Int("n").parse(value)
 
 
+@pytest.mark.parametrize("value, problem", [
+    (2 ** 63, "must be at most 9223372036854775807"),
+    ("9223372036854775808", "must be at most 9223372036854775807"),
+    ("1" * 400, "must be at most 9223372036854775807"),
+    ("1" * 5000, "must be at most 9223372036854775807"),      # longer than int() converts
+    ("-" + "1" * 5000, "must be at least -9223372036854775808"),
+    (1e300, "must be at most 9223372036854775807"),
+    (decimal.Decimal("1e999999"), "must be at most 9223372036854775807"),
+    (-2 ** 63 - 1, "must be at least -9223372036854775808"),
+], ids=["2**63", "2**63 text", "400 digits", "5000 digits", "-5000 digits", "1e300", "Decimal 1e999999",
+        "-2**63-1"])
+def test_int_is_64_bit_by_default(value, problem):
+    """Int refuses what a signed 64-bit integer cannot hold, saying the bound, without
+    converting a huge number first."""
+    with pytest.raises(ValueError, match=f"^{problem}$"):
+        Int("n").parse(value)
+
+
+def test_int_range_edges_and_leading_zeros():
+    """The 64-bit bounds themselves are in; leading zeros do not count as digits."""
+    assert Int("n").parse(2 ** 63 - 1) == 2 ** 63 - 1
+    assert Int("n").parse(str(-2 ** 63)) == -2 ** 63
+    assert Int("n").parse("0" * 5000 + "7") == 7
+    assert Int("n").parse("-0") == 0
+
+
+def test_int_declared_range():
+    """min/max per element: out of range is a problem naming the bound; the schema shows it."""
+    repeat = Int("repeat", default=1, min=0, max=100)
+    assert repeat.parse("100") == 100 and repeat.parse(0) == 0
+    with pytest.raises(ValueError, match="^must be at most 100$"):
+        repeat.parse(101)
+    with pytest.raises(ValueError, match="^must be at least 0$"):
+        repeat.parse("-1")
+    assert repeat.json_schema() == {"type": "integer", "default": 1, "minimum": 0, "maximum": 100}
+    assert repr(repeat) == "Int('repeat', default=1, min=0, max=100)"
+    assert repeat.renamed("times").max == 100
+    with pytest.raises(TypeError, match="min <= max"):
+        Int("n", min=5, max=1)
+
+
+def test_int_range_is_a_validation_error_naming_the_field():
+    """Through a declaration the bound is a per-field problem; output obeys it too."""
+    sio = _sio(input_required=(Int("repeat", max=10),), output_required=(Int("n", min=0),))
+    with pytest.raises(ValidationError) as caught:
+        sio.parse_input({"repeat": 10 ** 400})
+    assert caught.value.errors == [{"field": "repeat", "problem": "must be at most 10"}]
+    with pytest.raises(ServiceError):
+        sio.render_output({"n": -1})
+
+
+def test_named_integers_get_the_64_bit_range():
+    """Zato's *_id / *_count / ... conventions make 64-bit Ints."""
+    with pytest.raises(ValidationError, match="cust_id: must be at most"):
+        _sio(input_required=("cust_id",)).parse_input({"cust_id": "9" * 30})
+
+
+@pytest.mark.parametrize("value", [10 ** 400, "1e999", -(10 ** 400)], ids=["10**400", "1e999", "-10**400"])
+def test_float_out_of_range(value):
+    """Float refuses numbers past a double's range (a huge int used to raise OverflowError)."""
+    with pytest.raises(ValueError, match="out of range for a floating-point number"):
+        Float("f").parse(value)
+
+
+@pytest.mark.parametrize("value", ["1e9999999999999999999", "1e1000000", "1e-1000000"])
+def test_decimal_exponent_out_of_range(value):
+    """Decimal refuses exponents decimal arithmetic cannot work with (one used to raise
+    InvalidOperation); the default context's edges are in."""
+    with pytest.raises(ValueError, match="out of range"):
+        Decimal("d").parse(value)
+    assert Decimal("d").parse("9.9e999999") == decimal.Decimal("9.9e999999")
+    assert Decimal("d").parse("1e-999999") == decimal.Decimal("1e-999999")
+
+
 @pytest.mark.parametrize("value, expected", [(1.5, 1.5), (2, 2.0), ("3.25", 3.25), ("1e3", 1000.0)])
 def test_float_accepts_numbers(value, expected):
     """Float takes numbers and numeric strings."""
     assert Float("f").parse(value) == expected
 
 
-@pytest.mark.parametrize("value", [True, "nan", "inf", float("nan"), "1e999", "x", {}])
+@pytest.mark.parametrize("value", [True, "nan", "inf", float("nan"), "x", {}])
 def test_float_refuses_non_finite_and_text(value):
     """Float refuses bools, NaN/infinity and non-numeric text."""
     with pytest.raises(ValueError, match="expected a number"):
@@ -188,7 +262,8 @@ def test_aliases_are_the_same_types():
 def test_element_json_schemas():
     """Each element maps to a JSON Schema 2020-12 fragment, with its default."""
     assert Text("a").json_schema() == {"type": "string"}
-    assert Int("a", default=1).json_schema() == {"type": "integer", "default": 1}
+    assert Int("a", default=1).json_schema() == {"type": "integer", "default": 1,
+                                                 "minimum": -2 ** 63, "maximum": 2 ** 63 - 1}
     assert Float("a").json_schema() == {"type": "number"}
     assert Bool("a").json_schema() == {"type": "boolean"}
     assert Decimal("a").json_schema() == {"type": "string", "format": "decimal"}
@@ -480,7 +555,7 @@ def test_input_schema():
     schema = _sio(input_required=("cust_id",), input_optional=(Date("as_of"),)).input_schema()
     assert schema == {
         "type": "object",
-        "properties": {"cust_id": {"type": "integer"},
+        "properties": {"cust_id": {"type": "integer", "minimum": -2 ** 63, "maximum": 2 ** 63 - 1},
                        "as_of": {"type": "string", "format": "date"}},
         "required": ["cust_id"],
         "additionalProperties": False,
@@ -496,7 +571,8 @@ def test_input_schema_allows_extras_when_dropped():
 def test_output_schema_marks_optional_nullable():
     """Optional outputs that may be None are nullable; required are not."""
     schema = _sio(output_required=("a",), output_optional=("n_count",)).output_schema()
-    assert schema["properties"] == {"a": {"type": "string"}, "n_count": {"type": ["integer", "null"]}}
+    assert schema["properties"] == {"a": {"type": "string"}, "n_count": {
+        "type": ["integer", "null"], "minimum": -2 ** 63, "maximum": 2 ** 63 - 1}}
     assert schema["required"] == ["a"]
     assert schema["additionalProperties"] is False
 

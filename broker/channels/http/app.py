@@ -14,7 +14,7 @@ from broker.channels.http.protocol import HTTPResponse
 from broker.errors import BrokerError
 from broker.ids import new_cid
 from broker.services.context import Request
-from broker.simpleio import parse_query, soap_fault
+from broker.simpleio import PLAIN_MEDIA_TYPES, check_content_type, parse_query, soap_fault
 
 __all__ = ["HTTPApp", "error_body", "json_response"]
 
@@ -67,13 +67,15 @@ class HTTPApp:
             except BrokerError as error:
                 return self._error(error, cid, http_request)
         channel = route.channel
-        headers = http_request.headers
-        request = Request.from_channel(
-            http_request.body, headers, params,
-            parse_query(http_request.query) if http_request.query else {},
-            http_request.method, http_request.path, channel, cid, http_request.peer,
-            headers.get("content-type", ""))
+        body = http_request.body
+        content_type = http_request.headers.get("content-type", "")
         try:
+            if content_type and body and content_type not in PLAIN_MEDIA_TYPES[channel.data_format]:
+                check_content_type(channel.data_format, content_type)
+            request = Request.from_channel(
+                body, http_request.headers, params,
+                parse_query(http_request.query) if http_request.query else {},
+                http_request.method, http_request.path, channel, cid, http_request.peer, content_type)
             result = self.invoker.invoke(route.target, request)
         except BrokerError as error:
             return self._error(error, cid, http_request, route)

@@ -241,6 +241,10 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
                 if method != b"CONNECT":
                     raise
                 path, query = self._url.decode("latin-1"), ""  # authority-form
+            except UnicodeDecodeError:
+                self._refuse(400, "Malformed request target: the path is not valid UTF-8 once "
+                                  "percent-decoded", "malformed")
+                raise _Stop from None
             request = HTTPRequest(METHODS.get(method) or method.decode("latin-1"), path, query,
                                   version, headers, b"", keep_alive, self._peer, b"")
         else:  # the synthetic head of a refused upgrade: the real request goes on

@@ -76,6 +76,7 @@ def split_target(url):
     """Split a request target into a percent-decoded path and a raw query string.
 
     :raises httptools.HttpParserInvalidURLError: for a target httptools rejects.
+    :raises UnicodeDecodeError: the path is not UTF-8 once percent-decoded.
     """
     split = TARGETS.get(url)
     if split is None:
@@ -97,7 +98,7 @@ def split_new_target(url):
         parsed = parse_url(url)
         path = (parsed.path or b"/").decode("latin-1")
         query = (parsed.query or b"").decode("latin-1")
-    return unquote(path, errors="replace") if "%" in path else path, query
+    return unquote(path, errors="strict") if "%" in path else path, query
 
 
 def chunked_only(transfer_encoding):

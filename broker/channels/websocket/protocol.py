@@ -27,6 +27,7 @@ from zope.interface import implementer
 from broker.channels.http.app import new_cid
 from broker.channels.fastwrite import write_now
 from broker.errors import BrokerError, Forbidden, Unauthorized
+from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
 from broker.pubsub.session import Session
@@ -156,9 +157,10 @@ class PubSubProtocol(WebSocketServerProtocol):
             if isBinary:
                 raise _Mistake("bad_frame", "binary messages are not supported: send JSON text")
             try:
-                frame = json.loads(payload)
-            except ValueError as error:
-                raise _Mistake("bad_json", f"not JSON: {error}") from None
+                frame = decode_json(payload)
+            except JSONInputError as error:
+                field = error.errors[0]["field"] if error.errors else None
+                raise _Mistake("bad_json", f"not JSON: {error.reason}", field) from None
             if not isinstance(frame, dict):
                 raise _Mistake("bad_frame", "a message must be a JSON object")
             request_id = frame.get("id")
