@@ -285,8 +285,8 @@ class AMQPChannel(Service):
                 result = self._resources.publish(section.topic, request.payload,
                                                  publisher=f"amqp:{self.key}")
             else:
-                result = self._invoker.run(self._store.get(section.service), request,
-                                           properties.reply_to is not None)
+                result = self._invoker.invoke(section.service, request,
+                                              properties.reply_to is not None)
         except BrokerError as error:
             self._failed(error, message, request)
             return
@@ -521,6 +521,6 @@ def build_amqp_channel(section, ctx):
     connection = ctx.connection(section, "connection", "amqp")
     channel = AMQPChannel(section, connection, invoker=ctx.invoker, store=ctx.store,
                           resources=ctx.resources, reactor=ctx.reactor)
-    ctx.resources.health[f"amqp.channel.{section.name}"] = channel.health
-    ctx.resources.metrics[f"amqp.channel.{section.name}"] = channel.metrics
+    ctx.health(f"amqp.channel.{section.name}", channel.health)
+    ctx.metrics(f"amqp.channel.{section.name}", channel.metrics)
     return channel

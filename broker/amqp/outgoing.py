@@ -299,6 +299,6 @@ def build_amqp_outgoing(section, ctx):
     """The outgoing object for one checked ``amqp`` outgoing section."""
     connection = ctx.connection(section, "connection", "amqp")
     outgoing = AMQPOutgoing(section, connection, ctx.reactor)
-    ctx.resources.health[f"amqp.outgoing.{section.name}"] = outgoing.health
-    ctx.resources.metrics[f"amqp.outgoing.{section.name}"] = outgoing.metrics
+    ctx.health(f"amqp.outgoing.{section.name}", outgoing.health)
+    ctx.metrics(f"amqp.outgoing.{section.name}", outgoing.metrics)
     return outgoing

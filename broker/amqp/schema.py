@@ -3,13 +3,13 @@
 Every queue, window, retry and timeout is bounded here and has a default.
 """
 
-from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, MapOf, Path,
-                                  Schema, Size, Str)
+from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, MapOf, Name,
+                                  Path, Schema, Size, Str)
 from broker.simpleio import FORMATS
 
 __all__ = ["AMQP_CHANNEL", "AMQP_CONNECTION", "AMQP_OUTGOING"]
 
-_NAME = Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), required=True)
+_NAME = Field(Name(), required=True)
 _TYPE = Field(Str(), required=True)
 
 EXCHANGE = Schema("amqp exchange", {

@@ -74,23 +74,31 @@ class _Shim:
 class Access:
     """Identifies callers and answers their :class:`Grant`.
 
-    :param definitions: ``{name: security definition}`` tried in order.
-    :param grants: ``{name: Grant}`` for those definitions and ``anonymous``.
-    :param ungranted: the node's other definitions, to explain a refusal of their callers.
+    :param definitions: the node's ``{name: security definition}``, read when a caller
+        comes (so a definition changed while the node runs is used at once): those
+        with a grant are tried in order; the others explain a refusal of their callers.
+    :param grants: ``{name: Grant}`` for definitions and ``anonymous``.
     """
 
-    def __init__(self, definitions, grants, ungranted=None):
-        self.definitions = dict(definitions)
+    def __init__(self, definitions, grants):
+        self._all = definitions
         self.grants = dict(grants)
-        self.ungranted = dict(ungranted or {})
         self.anonymous = self.grants.get(ANONYMOUS) or Grant(ANONYMOUS)
-        self._api_headers = tuple(d.key_header for d in self.definitions.values() if d.key_header)
         self.counters = {"authenticated": 0, "anonymous": 0, "auth_failures": 0, "denied": 0}
+
+    @property
+    def definitions(self):
+        """``{name: definition}`` of those with a grant."""
+        return {n: self._all[n] for n in self.grants if n != ANONYMOUS and n in self._all}
+
+    @property
+    def ungranted(self):
+        return {n: d for n, d in self._all.items() if n not in self.grants}
 
     def identify(self, headers, query=None, peer="", cid=None):
         """The caller's :class:`Grant`; raise Unauthorized for wrong credentials."""
         if "authorization" not in headers and not (query and "token" in query) \
-                and not any(h in headers for h in self._api_headers):
+                and not any(d.key_header in headers for d in self._all.values() if d.key_header):
             self.counters["anonymous"] += 1
             return self.anonymous
         headers = dict(headers)

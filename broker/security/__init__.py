@@ -1,1 +1,1 @@
-"""Authentication, authorization and hardened parsing of untrusted input."""
+"""Security definitions: who a caller is (Basic Auth, API keys), checked in constant time."""

@@ -7,7 +7,7 @@ the app and iterates its response:
 
 * an answer up to ``buffer_size`` bytes goes back in one piece (one
   ``callFromThread``, one ``transport.write``): the common case, and the fast one;
-* a larger one is streamed (:class:`~broker.channels.http.streaming.HTTPStream`):
+* a larger one is streamed (:class:`~broker.http.streaming.HTTPStream`):
   the worker hands parts to the reactor with at most ``window`` parts in
   flight and waits while the client is not reading (back-pressure).
 
@@ -23,9 +23,8 @@ from io import BytesIO
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from broker.channels.http.app import error_body
-from broker.channels.http.protocol import HTTPResponse, HTTPStream
-from broker.errors import BrokerError, ServiceUnavailable, Timeout
+from broker.http.protocol import HTTPResponse, HTTPStream
+from broker.errors import BrokerError, ServiceUnavailable, Timeout, error_body
 
 __all__ = ["WSGIGateway"]
 

@@ -168,7 +168,7 @@ class Services:
     def get(self, name):
         return name
 
-    def run(self, entry, request, encode_output):
+    def invoke(self, service, request, encode=True):
         self.runs.append(SimpleNamespace(request=request, deferred=defer.Deferred()))
         return self.runs[-1].deferred
 

@@ -146,7 +146,7 @@ def test_credentials_of_a_definition_without_permissions_are_refused_naming_it()
     """Right credentials of a definition absent from pubsub.permissions: a 403 saying so, not a
     bare 401 (which reads as a wrong password)."""
     basic = BasicAuth("admin", "admin", "pw")
-    access = Access({}, {"anonymous": Grant("anonymous", ["rates.#"])}, {"admin": basic})
+    access = Access({"admin": basic}, {"anonymous": Grant("anonymous", ["rates.#"])})
     with pytest.raises(Forbidden) as caught:
         access.identify({"authorization": "Basic YWRtaW46cHc="})
     assert 'security definition "admin" has no pub/sub permissions' in caught.value.message

@@ -8,7 +8,7 @@ import txaio
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from broker.channels.websocket.protocol import PubSubFactory
+from broker.websocket.protocol import PubSubFactory
 from broker.pubsub.access import Access, Grant
 from broker.pubsub.feature import WEBSOCKET
 from broker.pubsub.hub import Hub, TopicPolicy

@@ -6,7 +6,7 @@ import zmq
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 
-from broker.channels.zmq.adapter import ZmqSocket, zmq_context
+from broker.zmq.adapter import ZmqSocket, zmq_context
 
 _names = itertools.count()
 

@@ -3,21 +3,20 @@ fake invoker/pub-sub and real inproc ZeroMQ peers."""
 
 import itertools
 import json
-from types import SimpleNamespace
 
 import pytest
 import zmq
 from twisted.internet import defer
-from twisted.internet.testing import MemoryReactorClock
 
-from broker.channels.zmq.adapter import zmq_context
-from broker.channels.zmq.channel import PullChannel, RouterChannel, SubChannel, build_pull
-from broker.channels.zmq.config import ZMQ_PULL, ZMQ_ROUTER, ZMQ_SUB
+from broker.zmq.adapter import zmq_context
+from broker.zmq.channel import PullChannel, RouterChannel, SubChannel
+from broker.zmq.config import ZMQ_PULL, ZMQ_ROUTER, ZMQ_SUB
 from broker.config import ConfigError
-from broker.config.model import load_config
+from broker.node import build_node, load_config
 from broker.errors import ValidationError
 from broker.runtime import Resources
 from broker.services.context import Response
+from broker.testing.components import ComponentHarness
 
 _names = itertools.count()
 
@@ -27,12 +26,8 @@ class FakeInvoker:
 
     def __init__(self):
         self.calls = []
-        self.store = {"s": "s"}  # .get(name) -> the entry run() takes
 
-    def run(self, entry, request):  # one-way channels decode themselves and call run()
-        return self.invoke(entry, request)
-
-    def invoke(self, service, request):
+    def invoke(self, service, request, encode=True):
         if request.raw_request == b"invalid":
             raise ValidationError.of([{"field": "text", "problem": "is required"}])
         d = defer.Deferred()
@@ -56,8 +51,9 @@ def _channel(cls, schema, pubsub=None, **config):
     section = schema.check({"name": "c", "type": cls.kind, "bind": address, **config})
     resources = Resources()
     resources.pubsub = pubsub
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), invoker=FakeInvoker(), resources=resources)
-    channel = cls(section, ctx)
+    ctx = ComponentHarness(invoker=FakeInvoker(), resources=resources)
+    channel = cls(section, ctx.context())
+    ctx.attach()
     channel.startService()
     return channel, ctx, address
 
@@ -149,8 +145,9 @@ def test_sub_feeds_a_pubsub_topic_with_the_decoded_payload():
                              "subscribe": ["rates."], "pubsub_topic": "zmq.{topic}"})
     resources = Resources()
     resources.pubsub = pubsub
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), invoker=FakeInvoker(), resources=resources)
-    channel = SubChannel(section, ctx)
+    ctx = ComponentHarness(invoker=FakeInvoker(), resources=resources)
+    channel = SubChannel(section, ctx.context())
+    ctx.attach()
     channel.startService()
     assert pub.poll(5000) and pub.recv() == b"\x01rates."
     pub.send_multipart([b"rates.EUR", b'{"rate": 1.1}'])
@@ -175,12 +172,12 @@ def test_failed_publishes_are_counted():
     channel.stopService(), push.close()
 
 
-def test_pubsub_feed_needs_pubsub_configured():
-    section = ZMQ_PULL.check({"name": "x", "type": "zmq_pull", "bind": "tcp://127.0.0.1:*",
-                              "pubsub_topic": "t"})
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), invoker=None, resources=Resources())
-    with pytest.raises(ConfigError, match="pub/sub is not configured"):
-        build_pull(section, ctx)
+def test_pubsub_feed_needs_pubsub_configured(tmp_path):
+    config = tmp_path / "broker.yaml"
+    config.write_text("pubsub: {enabled: false}\nchannels:\n  - {name: x, type: zmq_pull, "
+                      "bind: 'tcp://127.0.0.1:*', pubsub_topic: t}\n")
+    with pytest.raises(ConfigError, match=r":3: channels\[0\].pubsub_topic: pubsub is not configured"):
+        build_node(str(config))
 
 
 @pytest.mark.parametrize("config, problem", [
