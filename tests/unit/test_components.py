@@ -155,3 +155,12 @@ def test_removing_a_channel_takes_its_route_health_and_metrics_away(node):
     node.remove(("channel", "double"))
     assert _paths(node) == [] and "loopback.channel.work" not in node.resources.metrics
     assert ("channel", "work") not in node.components
+
+
+def test_replacing_a_feature_rebuilds_the_features_built_on_it(node):
+    scheduler = node.components[("feature", "scheduler")]
+    node.replace(("feature", "cache"), _section("cache: {max_entries: 7}\n").cache)
+    cache = node.resources.cache
+    assert cache.max_entries == 7 and node.resources.caches["default"] is cache
+    rebuilt = node.components[("feature", "scheduler")]
+    assert rebuilt is not scheduler and rebuilt.value.store is cache and rebuilt.running
