@@ -128,11 +128,13 @@ class MessageChannel(Service):
 
     # -- one message ------------------------------------------------------------------------
 
-    def process(self, request, context=None, encode=False):
+    def process(self, request, context=None, encode=False, service=None):
         """Run one message and settle it; ``context`` goes to the settling methods.
 
         :param encode: whether the service's answer is wanted encoded
             (``response.body``), e.g. for a reply.
+        :param service: the service to run when messages name their own (WebSocket
+            ``invoke``); default: the channel's ``service``.
         """
         self.counters["received"] += 1
         self.in_flight += 1
@@ -144,7 +146,7 @@ class MessageChannel(Service):
             if self.topic is not None:
                 result = self._publish(request)
             else:
-                result = self.invoker.invoke(self.service, request, encode)
+                result = self.invoker.invoke(service or self.service, request, encode)
         except BrokerError as error:
             return self._failed(error, request, context)
         except Exception:
