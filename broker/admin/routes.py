@@ -14,7 +14,7 @@ from broker.http.app import json_response
 from broker.http.protocol import HTTPResponse
 from broker.http.router import Route
 from broker.errors import NotFound
-from broker.services.context import Request
+from broker.security.credentials import Credentials, authenticate
 
 __all__ = ["ADMIN", "build_admin", "builtin_routes", "guarded"]
 
@@ -99,7 +99,7 @@ class _Builtins:
 def guarded(definition, target):
     """A built-in route's ``target`` answering only callers ``definition`` accepts (else 401)."""
     def answer(http_request, cid, params):
-        definition.authenticate(Request(headers=http_request.headers, peer=http_request.peer, cid=cid))
+        authenticate(definition, Credentials(http_request.headers, peer=http_request.peer, cid=cid))
         return target(http_request, cid, params)
     return answer
 

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from broker.errors import BrokerError, PayloadTooLarge, ServiceError, Timeout
 from broker.ids import new_cid
+from broker.security.credentials import authenticate
 from broker.services.context import ChannelInfo, Request
 from broker.simpleio import decode
 
@@ -127,11 +128,13 @@ class MessageChannel(Service):
 
     # -- one message ------------------------------------------------------------------------
 
-    def process(self, request, context=None, encode=False):
+    def process(self, request, context=None, encode=False, service=None):
         """Run one message and settle it; ``context`` goes to the settling methods.
 
         :param encode: whether the service's answer is wanted encoded
             (``response.body``), e.g. for a reply.
+        :param service: the service to run when messages name their own (WebSocket
+            ``invoke``); default: the channel's ``service``.
         """
         self.counters["received"] += 1
         self.in_flight += 1
@@ -143,7 +146,7 @@ class MessageChannel(Service):
             if self.topic is not None:
                 result = self._publish(request)
             else:
-                result = self.invoker.invoke(self.service, request, encode)
+                result = self.invoker.invoke(service or self.service, request, encode)
         except BrokerError as error:
             return self._failed(error, request, context)
         except Exception:
@@ -162,7 +165,7 @@ class MessageChannel(Service):
 
     def _publish(self, request):
         if self.info.security is not None:
-            request.caller = self.info.security.authenticate(request)
+            request.caller = authenticate(self.info.security, request).caller
         payload = decode(self.info.data_format, request.raw_request, request.content_type)
         return defer.maybeDeferred(self.resources.publish, self.topic_of(request), payload,
                                    publisher=f"{self.type}:{self.section.name}")

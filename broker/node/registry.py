@@ -17,17 +17,20 @@ connection or outgoing type is one package plus one line.
 from broker import amqp, cache, fixtures, loopback, redis, scheduler, zmq
 from broker.admin.routes import ADMIN
 from broker.amqp.service import PublishService
-from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY
+from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType
 from broker.http import channel as http_channel, outgoing as http_outgoing
 from broker.node.assembly import Registry
 from broker.pubsub import feature as pubsub
-from broker.security.registry import SECURITY_TYPES
+from broker.security.registry import DEFINITION_TYPES
 from broker.services.builtin import DISPATCHERS
 from broker.websocket.front import FRONTS
 from broker.wsgi import channel as wsgi_channel
 
 __all__ = ["BUILTIN_SERVICES", "CHANNEL_TYPES", "CONNECTION_TYPES", "FEATURES", "OUTGOING_TYPES",
            "REGISTRY", "SECURITY_TYPES"]
+
+SECURITY_TYPES = {type: ComponentType(schema, build)
+                  for type, (schema, build) in DEFINITION_TYPES.items()}
 
 CHANNEL_TYPES = {
     "amqp": amqp.CHANNEL,

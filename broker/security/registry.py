@@ -1,18 +1,19 @@
-"""Security definition types: config ``type`` → schema and builder.
+"""Security definition types: config ``type`` → ``(schema, build)``.
 
 A new definition type is one class with its schema beside it and one line
-in :data:`SECURITY_TYPES`.
+in :data:`DEFINITION_TYPES`; :mod:`broker.node.registry` makes each a
+component type (security sits below the components, which run services,
+which authenticate their callers).
 """
 
-from broker.components import ComponentType
 from broker.config.schema import Field, Name, Schema, Str
 from broker.security.auth import APIKey, BasicAuth
 
-__all__ = ["SECURITY_TYPES"]
+__all__ = ["DEFINITION_TYPES"]
 
 _NAME = Field(Name(), required=True)
 
-SECURITY_TYPES = {name: ComponentType(schema, build) for name, (schema, build) in {
+DEFINITION_TYPES = {
     "basic_auth": (
         Schema("basic_auth", {
             "name": _NAME, "type": Field(Str(), required=True),
@@ -31,4 +32,4 @@ SECURITY_TYPES = {name: ComponentType(schema, build) for name, (schema, build) i
         }),
         lambda c, ctx: APIKey(c.name, c.key, c.header, c.caller),
     ),
-}.items()}
+}

@@ -6,6 +6,7 @@ topics stay transport-free and WebSocket is a front of them, not a channel.
 
 from broker.components import ComponentType, Needs
 from broker.http.router import Route
+from broker.websocket.invoke import InvokeChannel
 from broker.websocket.protocol import PubSubFactory
 from broker.websocket.publish import HTTPPublisher, live_page_routes
 
@@ -27,7 +28,8 @@ def build_fronts(section, ctx):
             ctx.add_route(route)
     ws = section.websocket
     if ws.enabled:
-        factory = PubSubFactory(hub, access, ctx.invoker, ws, ctx.reactor,
+        invocations = ctx.add_service(InvokeChannel(ctx))
+        factory = PubSubFactory(hub, access, invocations, ws, ctx.reactor,
                                 ctx.config.limits.write_timeout)
         ctx.add_upgrade(ws.path, factory.upgrade)
         ctx.metrics("websocket", factory.metrics)

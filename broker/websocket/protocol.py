@@ -26,13 +26,11 @@ from zope.interface import implementer
 
 from broker.fastwrite import write_now
 from broker.errors import BrokerError, Forbidden, Unauthorized
-from broker.ids import new_cid
 from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
 from broker.pubsub.session import Session
 from broker.pubsub.topics import TopicError, check_pattern, check_topic
-from broker.services.context import ChannelInfo, Request
 
 __all__ = ["PubSubFactory", "PubSubProtocol"]
 
@@ -192,12 +190,14 @@ class PubSubProtocol(WebSocketServerProtocol):
         elif failure.check(PublishError):
             self._error(request_id, "invalid_publish", str(failure.value), failure.value.field)
         elif failure.check(BrokerError):
-            error = failure.value
-            extra = {"errors": error.errors} if error.errors else {}
-            self._error(request_id, error.code, error.message, None, **extra)
+            self._broker_error(request_id, failure.value)
         else:
             log.failure("websocket request {id} failed", failure, id=request_id)
             self._error(request_id, "internal_error", "Internal error")
+
+    def _broker_error(self, request_id, error):
+        extra = {"errors": error.errors} if error.errors else {}
+        self._error(request_id, error.code, error.message, None, **extra)
 
     def _error(self, request_id, code, message, field=None, **extra):
         self.factory.counters["errors_sent"] += 1
@@ -259,17 +259,21 @@ class PubSubProtocol(WebSocketServerProtocol):
         if self._pending >= self.factory.max_pending:
             raise _Mistake("too_many_requests",
                            f"at most {self.factory.max_pending} invocations at a time", "id")
-        request = Request(payload=frame.get("data"), channel=self.factory.channel_info,
-                          cid=new_cid(), caller=self.grant.name, peer=self.peer)
         self._pending += 1
-        d = defer.maybeDeferred(self.factory.invoker.invoke, service, request)
-        d.addBoth(self._invoked)
-        return d.addCallback(lambda response: {"service": service, "cid": request.cid,
-                                               "data": _payload(response.payload)})
+        self.factory.invocations.invoke(self, frame.get("id"), service, frame.get("data"))
 
-    def _invoked(self, result):
+    def invoked(self, request_id, service, cid, response):
+        """An invocation answered (:class:`~broker.websocket.invoke.InvokeChannel`): the
+        ``ok`` frame, with the answer the invoker encoded as its ``data``."""
         self._pending -= 1
-        return result
+        if self.session is not None:
+            head = _dumps({"op": "ok", "id": request_id, "service": service, "cid": cid})
+            self.sendMessage(head[:-1] + b',"data":' + _data_json(response) + b"}")
+
+    def invoke_failed(self, request_id, error):
+        """An invocation failed with ``error`` (a BrokerError): its ``error`` frame."""
+        self._pending -= 1
+        self._broker_error(request_id, error)
 
     def op_ping(self, frame):
         return {"pong": True}
@@ -288,20 +292,28 @@ def _pattern(frame):
         raise _Mistake("bad_topic", str(error), "topic") from None
 
 
-def _payload(payload):
-    if isinstance(payload, bytes):
-        payload = payload.decode("utf-8", "replace")
-    if isinstance(payload, str):
+def _data_json(response):
+    """An answer's JSON: the body the invoker encoded (and measured against
+    ``limits.max_response_size``), but a service's own text as its JSON value if it is
+    JSON (else as a string) and an empty answer as ``{}`` or ``null``."""
+    payload = response.payload
+    if isinstance(payload, (str, bytes)):
+        if isinstance(payload, bytes):
+            payload = payload.decode("utf-8", "replace")
         try:
-            return json.loads(payload)
+            payload = json.loads(payload)
         except ValueError:
-            return payload
-    return payload
+            pass
+    elif response.body:
+        return response.body
+    return _dumps(payload)
 
 
 class PubSubFactory(WebSocketServerFactory):
     """Settings shared by every connection of the ``/ws`` endpoint.
 
+    :param invocations: the :class:`~broker.websocket.invoke.InvokeChannel` running
+        ``invoke`` frames.
     :param options: the checked ``pubsub.websocket`` section.
     :param write_timeout: seconds a connection may stay paused (its client
         not reading) before it is dropped: ``limits.write_timeout``.
@@ -309,17 +321,16 @@ class PubSubFactory(WebSocketServerFactory):
 
     protocol = PubSubProtocol
 
-    def __init__(self, hub, access, invoker, options, reactor, write_timeout):
+    def __init__(self, hub, access, invocations, options, reactor, write_timeout):
         super().__init__(reactor=reactor)
         self.write_timeout = write_timeout
         self.hub = hub
         self.access = access
-        self.invoker = invoker
+        self.invocations = invocations
         self.queue_size = options.queue_size
         self.max_subscriptions = options.max_subscriptions
         self.max_pending = options.max_pending_invokes
         self.allowed_origins = tuple(options.allowed_origins)
-        self.channel_info = ChannelInfo("websocket", "websocket", "json")
         self.counters = {"opened": 0, "closed": 0, "auth_refused": 0, "origin_refused": 0,
                          "received": 0, "errors_sent": 0, "paused": 0, "write_timeouts": 0}
         self.setProtocolOptions(
