@@ -91,6 +91,15 @@ class UnreadTransport(StringTransportWithDisconnection):
         StringTransportWithDisconnection.loseConnection(self)
 
 
+class FullTransport(StringTransportWithDisconnection):
+    """A client that does not read: each answer written fills the buffer, which pauses us."""
+
+    def write(self, data):
+        super().write(data)
+        if self.producer is not None:
+            self.producer.pauseProducing()
+
+
 class Response:
     """One parsed response from the transport's bytes."""
 
@@ -447,6 +456,27 @@ class PipeliningTests(ProtocolTestCase):
         self.connect()
         self.assertIs(self.transport.producer, self.protocol)
         self.assertTrue(self.transport.streaming)
+
+    def test_pipelined_requests_wait_while_the_client_leaves_an_answer_unread(self):
+        """One unread answer at a time is buffered here, whatever was pipelined: the next is
+        made when the client reads again (slow readers of big answers held one per request)."""
+        self.connect(transport=FullTransport)
+        self.send(request("GET", "/a") + request("GET", "/b") + request("GET", "/c"))
+        self.assertEqual([r.path for r in self.handler.requests], ["/a"])
+        self.assertEqual(len(self.responses()), 1)
+        self.protocol.resumeProducing()
+        self.assertEqual([r.path for r in self.handler.requests], ["/a", "/b"])
+        self.protocol.resumeProducing()
+        self.assertEqual([r.body for r in self.responses()],
+                         [b'{"path": "/a"}', b'{"path": "/b"}', b'{"path": "/c"}'])
+
+    def test_pipelined_requests_left_unread_meet_the_write_timeout(self):
+        self.connect(limits=HTTPLimits(write_timeout=5), transport=FullTransport)
+        self.send(request("GET", "/a") + request("GET", "/b"))
+        self.clock.advance(5.1)
+        self.assertTrue(self.transport.disconnected, "aborted")
+        self.assertEqual(len(self.handler.requests), 1)
+        self.assertEqual(self.factory.counters["write_timeouts"], 1)
 
     def test_transport_pause_pauses_reading(self):
         """When the transport's buffer is full it pauses us, and we pause reading."""

@@ -135,11 +135,14 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             self.transport.unregisterProducer()
 
     def resumeProducing(self):
-        """The client reads again: so do we, and a streamed answer may go on."""
+        """The client reads again: so do we, a streamed answer may go on, and so may the
+        answers to requests it pipelined."""
         FlowControl.resumeProducing(self)
         stream = self._stream
         if stream is not None:
             stream.resumed()
+        elif self._queue and self._active is None:
+            self._pump()
 
     def dataReceived(self, data):
         """Feed the parser, then answer what it completed."""
@@ -293,13 +296,15 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
     # -- answering -----------------------------------------------------------
 
     def _pump(self):
-        """Answer queued requests one at a time, strictly in order."""
+        """Answer queued requests one at a time, strictly in order, while the client takes
+        the answers: one it leaves unread holds the next (so its answers buffered here are one
+        at most, whatever it pipelined), until ``resumeProducing`` or ``write_timeout``."""
         if self._processing:
             return
         self._processing = True
         queue = self._queue
         try:
-            while queue and self._active is None and not self._closing:
+            while queue and self._active is None and not self._closing and not self._consumer_paused:
                 self._active = request = queue.popleft()
                 if request.__class__ is Refusal:
                     self._respond(self._error_response(request.status, request.message))
