@@ -470,6 +470,38 @@ class PipeliningTests(ProtocolTestCase):
         self.assertEqual([r.body for r in self.responses()],
                          [b'{"path": "/a"}', b'{"path": "/b"}', b'{"path": "/c"}'])
 
+    def test_a_large_answer_is_written_as_the_client_takes_it(self):
+        """A body over LARGE_BODY goes out a 64 KiB piece at a time, each when the client has
+        read the one before: a slow reader holds one piece here, not the body."""
+        body = bytes(range(256)) * 4096  # 1 MiB
+        self.connect(transport=FullTransport)
+        self.handler.answers["/big"] = HTTPResponse(200, [("Content-Type", "text/plain")], body)
+        self.send(request("GET", "/big") + request("GET", "/next"))
+        head, _, written = self.transport.value().partition(b"\r\n\r\n")
+        self.assertIn(b"Content-Length: %d\r\n" % len(body), head)
+        self.assertEqual(len(written), 64 * 1024)
+        resumes = 0
+        while len(self.handler.requests) == 1:
+            self.protocol.resumeProducing()
+            resumes += 1
+        self.assertEqual(resumes, 16)
+        big, after = self.responses()
+        self.assertEqual((big.body, after.body), (body, b'{"path": "/next"}'))
+
+    def test_a_large_answer_to_head_or_to_a_client_gone_writes_no_body(self):
+        body = b"x" * (1024 * 1024)
+        self.connect(transport=FullTransport)
+        self.handler.answers["/big"] = HTTPResponse(200, [], body)
+        self.send(request("HEAD", "/big"))
+        self.protocol.resumeProducing()
+        [head] = self.responses(head_only=True)
+        self.assertEqual((head.status, head.headers["content-length"], head.body), (200, str(len(body)), b""))
+        self.transport.clear()
+        self.send(request("GET", "/big"))
+        self.transport.loseConnection()  # the client goes away mid-answer: nothing more, no error
+        self.protocol.resumeProducing()
+        self.assertLess(len(self.transport.value()), 70 * 1024)
+
     def test_pipelined_requests_left_unread_meet_the_write_timeout(self):
         self.connect(limits=HTTPLimits(write_timeout=5), transport=FullTransport)
         self.send(request("GET", "/a") + request("GET", "/b"))

@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from broker.channels.fastwrite import write_now
 from broker.channels.http.limits import COUNTERS, DRAINING, HEADER, IDLE, FlowControl, HTTPLimits
-from broker.channels.http.streaming import HTTPStream, StreamWriter
+from broker.channels.http.streaming import LARGE_BODY, HTTPStream, StreamWriter, in_pieces
 from broker.channels.http.upgrade import UpgradeHandOver
 from broker.channels.http.wire import (
     CLEAN_NAMES, CONTINUE, LENGTHS, LENGTHS_CACHED, MEMO_SIZE, METHODS, NAMES, NO_BODY, STATUS_LINES,
@@ -354,9 +354,14 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         self._pump()
 
     def _respond(self, response):
-        """Write the answer to the active request in one write; close if it was the last."""
+        """Write the answer to the active request in one write (a large body in pieces as the
+        client takes them); close if it was the last."""
         if response.__class__ is HTTPStream:
             self._respond_stream(response)
+            return
+        if response.__class__ is HTTPResponse and response.body.__class__ is bytes \
+                and len(response.body) > LARGE_BODY:
+            self._respond_stream(in_pieces(response.status, response.headers, response.body))
             return
         request, self._active = self._active, None
         self._fresh = False
