@@ -189,8 +189,8 @@ class _Document:
         if key not in self.responses:
             content = {}
             if soap:
-                version, _ = _SOAP[fmt]
-                content[_REQUEST_MEDIA[fmt]] = {"schema": {"$ref": f"#/components/schemas/SoapFault{version}"}}
+                fault = f"#/components/schemas/SoapFault{_SOAP[fmt][0]}"
+                content[_REQUEST_MEDIA[fmt]] = {"schema": {"$ref": fault}}
                 description += " (a SOAP fault"
                 description += "; the protocol's own refusals are JSON)" if status in PROTOCOL_ERRORS else ")"
             if not soap or status in PROTOCOL_ERRORS:

@@ -118,9 +118,11 @@ CASES = [
     ("POST", "/broker/publish/secret.x", "/broker/publish/{topic}", JSON, {"a": 1}, True),  # 401
     ("POST", "/broker/publish/demo..x", "/broker/publish/{topic}", JSON, {"a": 1}, False),
     ("POST", "/broker/publish/demo.x", "/broker/publish/{topic}", {"Content-Type": "text/plain"}, "1", False),
-    ("POST", "/fixtures/rates/ecb/sideways", "/fixtures/rates/{provider}/{state}", {"auth": ADMIN}, None, False),
+    ("POST", "/fixtures/rates/ecb/sideways", "/fixtures/rates/{provider}/{state}", {"auth": ADMIN}, None,
+     False),
     ("POST", "/fixtures/rates/ecb/up", "/fixtures/rates/{provider}/{state}", {}, None, True),  # 401
-    ("GET", "/fixtures/rates/frankfurter/latest?from=USD", "/fixtures/rates/frankfurter/latest", {}, None, True),
+    ("GET", "/fixtures/rates/frankfurter/latest?from=USD", "/fixtures/rates/frankfurter/latest", {}, None,
+     True),
     ("GET", "/fixtures/rates/ecb-sdmx/service/data/EXR/D.USD.EUR.SP00.A",
      "/fixtures/rates/ecb-sdmx/service/data/EXR/{key}", {}, None, True),
 ]

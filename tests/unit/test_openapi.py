@@ -72,7 +72,8 @@ def test_every_operation_documents_what_the_protocol_refuses_as_a_json_error(doc
 
 
 def test_every_service_operation_documents_the_invokers_and_the_services_errors(document):
-    services = [(path, op) for path, _, op in _operations(document) if "Service `" in op.get("description", "")]
+    services = [(path, op) for path, _, op in _operations(document)
+                if "Service `" in op.get("description", "")]
     assert len(services) == 14
     for path, op in services:
         assert {str(s) for s in (*PROTOCOL_ERRORS, *SERVICE_ERRORS)} <= set(op["responses"]), path
