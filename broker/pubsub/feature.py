@@ -137,10 +137,10 @@ def build_pubsub(section, ctx):
     ctx.resources.metrics["pubsub"] = lambda: {**hub.metrics(), **access.counters}
 
     from broker.channels.http.router import Route
-    from broker.pubsub.http import HTTPPublisher, live_page_routes
+    from broker.pubsub.http import HTTPPublisher, live_page_routes, publish_doc
     if section.http_publish:
         ctx.router.add(Route("broker.publish", "/broker/publish/{topic}", ("POST",),
-                             HTTPPublisher(hub, access), kind="builtin"))
+                             HTTPPublisher(hub, access), kind="builtin", doc=publish_doc(access)))
     if section.live_page:
         for route in live_page_routes():
             ctx.router.add(route)

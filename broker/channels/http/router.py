@@ -37,13 +37,15 @@ class Route:
     :ivar target: a service name (``kind == "service"``) or a callable
         ``(http_request, cid, params) -> HTTPResponse`` (``kind == "builtin"``).
     :ivar channel: the :class:`~broker.services.context.ChannelInfo` for services.
+    :ivar doc: a built-in route's :class:`~broker.admin.openapi.RouteDoc`; None leaves it out
+        of the OpenAPI document (service routes are described from their service).
     """
 
     __slots__ = ("name", "path", "methods", "kind", "target", "channel", "regex",
-                 "param_names", "cid_header", "prefix")
+                 "param_names", "cid_header", "prefix", "doc")
 
     def __init__(self, name, path, methods, target, kind="service", channel=None, cid_header=None,
-                 prefix=False):
+                 prefix=False, doc=None):
         self.name = name
         self.path = path
         self.methods = frozenset(m.upper() for m in methods)
@@ -58,6 +60,7 @@ class Route:
         else:
             self.regex, self.param_names = compile_path(path)
         self.cid_header = cid_header
+        self.doc = doc
 
     def __repr__(self):
         return f"Route({self.name!r}, {self.path!r}, {sorted(self.methods)})"
