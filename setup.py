@@ -36,7 +36,8 @@ setup(
         "urllib3>=1.26.8",  # broker.client
     ],
     extras_require={
-        "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6", "websockets>=13"],
+        "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6", "websockets>=13",
+                 "openapi-spec-validator>=0.7", "jsonschema>=4.18"],
     },
     entry_points={"console_scripts": ["broker = broker.cli:main"]},
     classifiers=[

@@ -394,6 +394,15 @@ def requested_currencies(values):
     return codes
 
 
+class Currencies(List):
+    """Currency codes: a list, each item one code or several separated by commas (blanks are
+    skipped, any case)."""
+
+    __slots__ = ()
+    schema = {"type": "array", "description": f"At most {MAX_CURRENCIES} codes in all", "items": {
+        "type": "string", "pattern": r"^\s*([A-Za-z]{3}\s*)?(,\s*([A-Za-z]{3}\s*)?)*$"}}
+
+
 class GetRates(Service):
     """EUR exchange rates, one row per currency, from the cache (fetched on a miss).
 
@@ -404,7 +413,8 @@ class GetRates(Service):
     name = "rates.get"
 
     class SimpleIO:
-        input_optional = (List("currencies"), List("currency"), Int("max_age", default=600, min=0))
+        input_optional = (Currencies("currencies"), Currencies("currency"),
+                          Int("max_age", default=600, min=0))
         output_required = ("currency", Float("rate"), "provider", "as_of", Bool("is_stale"))
         output_repeated = True
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from broker.components import ComponentType
 from broker.http.app import json_response
 from broker.http.protocol import HTTPResponse
-from broker.http.router import Route
+from broker.http.router import Route, RouteDoc
 from broker.errors import NotFound
 from broker.security.credentials import Credentials, authenticate
 
@@ -104,6 +104,28 @@ def guarded(definition, target):
     return answer
 
 
+_NAME = {"type": "string", "description": "The node's name"}
+_HTML = {"text/html": {"type": "string"}}
+_PING = RouteDoc("Is the node up?", {200: ("It is", {"application/json": {
+    "type": "object", "required": ["status", "name"], "additionalProperties": False,
+    "properties": {"status": {"const": "ok"}, "name": _NAME}}})})
+_HEALTH_REPORT = {"type": "object", "required": ["status", "name", "checks"], "additionalProperties": False,
+                  "properties": {"status": {"enum": ["ok", "degraded"]}, "name": _NAME,
+                                 "checks": {"type": "object", "description": "Each check's report"}}}
+_HEALTH = RouteDoc("Every health check's report", {
+    200: ("Every check is ok", {"application/json": _HEALTH_REPORT}),
+    503: ("A check is not ok", {"application/json": _HEALTH_REPORT})})
+_METRICS = RouteDoc("Every component's counters", {200: ("The counters", {"application/json": {
+    "type": "object", "required": ["name", "counters"], "additionalProperties": False,
+    "properties": {"name": _NAME, "counters": {"type": "object"}}}})})
+_OPENAPI = RouteDoc("This document", {200: ("OpenAPI 3.1", {"application/json": {"type": "object"}})})
+_DOCS = RouteDoc("Interactive API docs (Swagger UI, served by the broker)", {200: ("The page", _HTML)})
+_STATIC = RouteDoc("The docs page's scripts and styles", {
+    200: ("The file", {"text/css": {"type": "string"}, "text/javascript": {"type": "string"}})},
+    errors=(404,), parameters=[{"name": "name", "in": "path", "required": True, "schema": {
+        "enum": ["docs-init.js", *_STATIC_FILES]}}])
+
+
 def builtin_routes(name, openapi, docs=True, resources=None, version=lambda: None):
     """The built-in routes.
 
@@ -113,14 +135,16 @@ def builtin_routes(name, openapi, docs=True, resources=None, version=lambda: Non
     :param version: a callable whose answer changes when the document would.
     """
     b = _Builtins(name, openapi, resources, version)
-    routes = [Route("broker.ping", "/broker/ping", ("GET",), b.ping, kind="builtin"),
-              Route("broker.health", "/broker/health", ("GET",), b.health, kind="builtin"),
-              Route("broker.metrics", "/broker/metrics", ("GET",), b.metrics, kind="builtin")]
+    routes = [Route("broker.ping", "/broker/ping", ("GET",), b.ping, kind="builtin", doc=_PING),
+              Route("broker.health", "/broker/health", ("GET",), b.health, kind="builtin", doc=_HEALTH),
+              Route("broker.metrics", "/broker/metrics", ("GET",), b.metrics, kind="builtin",
+                    doc=_METRICS)]
     if docs:
         routes += [
-            Route("broker.openapi", "/openapi.json", ("GET",), b.openapi, kind="builtin"),
-            Route("broker.docs", "/docs", ("GET",), b.docs, kind="builtin"),
-            Route("broker.docs.static", "/docs/static/{name}", ("GET",), b.static, kind="builtin"),
+            Route("broker.openapi", "/openapi.json", ("GET",), b.openapi, kind="builtin", doc=_OPENAPI),
+            Route("broker.docs", "/docs", ("GET",), b.docs, kind="builtin", doc=_DOCS),
+            Route("broker.docs.static", "/docs/static/{name}", ("GET",), b.static, kind="builtin",
+                  doc=_STATIC),
         ]
     return routes, b
 

@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from broker.fastwrite import write_now
 from broker.http.limits import COUNTERS, DRAINING, HEADER, IDLE, FlowControl, HTTPLimits
-from broker.http.streaming import HTTPStream, StreamWriter
+from broker.http.streaming import LARGE_BODY, HTTPStream, StreamWriter, in_pieces
 from broker.http.upgrade import UpgradeHandOver
 from broker.http.wire import (
     CLEAN_NAMES, CONTINUE, LENGTHS, LENGTHS_CACHED, MEMO_SIZE, METHODS, NAMES, NO_BODY, STATUS_LINES,
@@ -135,11 +135,14 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             self.transport.unregisterProducer()
 
     def resumeProducing(self):
-        """The client reads again: so do we, and a streamed answer may go on."""
+        """The client reads again: so do we, a streamed answer may go on, and so may the
+        answers to requests it pipelined."""
         FlowControl.resumeProducing(self)
         stream = self._stream
         if stream is not None:
             stream.resumed()
+        elif self._queue and self._active is None:
+            self._pump()
 
     def dataReceived(self, data):
         """Feed the parser, then answer what it completed."""
@@ -293,13 +296,15 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
     # -- answering -----------------------------------------------------------
 
     def _pump(self):
-        """Answer queued requests one at a time, strictly in order."""
+        """Answer queued requests one at a time, strictly in order, while the client takes
+        the answers: one it leaves unread holds the next (so its answers buffered here are one
+        at most, whatever it pipelined), until ``resumeProducing`` or ``write_timeout``."""
         if self._processing:
             return
         self._processing = True
         queue = self._queue
         try:
-            while queue and self._active is None and not self._closing:
+            while queue and self._active is None and not self._closing and not self._consumer_paused:
                 self._active = request = queue.popleft()
                 if request.__class__ is Refusal:
                     self._respond(self._error_response(request.status, request.message))
@@ -349,9 +354,14 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         self._pump()
 
     def _respond(self, response):
-        """Write the answer to the active request in one write; close if it was the last."""
+        """Write the answer to the active request in one write (a large body in pieces as the
+        client takes them); close if it was the last."""
         if response.__class__ is HTTPStream:
             self._respond_stream(response)
+            return
+        if response.__class__ is HTTPResponse and response.body.__class__ is bytes \
+                and len(response.body) > LARGE_BODY:
+            self._respond_stream(in_pieces(response.status, response.headers, response.body))
             return
         request, self._active = self._active, None
         self._fresh = False

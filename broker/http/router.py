@@ -12,7 +12,7 @@ import re
 
 from broker.errors import MethodNotAllowed, NotFound
 
-__all__ = ["Route", "Router", "compile_path"]
+__all__ = ["Route", "RouteDoc", "Router", "compile_path"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -31,19 +31,49 @@ def compile_path(template):
     return re.compile("^" + "".join(pattern) + "$"), names
 
 
+class RouteDoc:
+    """How a built-in route is documented in the OpenAPI document.
+
+    :param summary: one line.
+    :param responses: ``{status: (description, {media type: schema})}``, the route's own answers.
+    :param errors: statuses the route answers with the JSON error body (the protocol's are added).
+    :param parameters: OpenAPI parameter objects; path parameters not among them are strings.
+    :param body: ``{media type: schema}`` of the request body, or None for none.
+    :param security: the security definitions accepting callers (None among them: anonymous
+        callers too); a 401 is documented when any is given.
+    :param tag: the group the route is shown in.
+    """
+
+    __slots__ = ("summary", "description", "responses", "errors", "parameters", "body", "security",
+                 "tag")
+
+    def __init__(self, summary, responses, *, description=None, errors=(), parameters=(), body=None,
+                 security=(), tag="broker"):
+        self.summary = summary
+        self.description = description
+        self.responses = responses
+        self.errors = tuple(errors)
+        self.parameters = tuple(parameters)
+        self.body = body
+        self.security = tuple(security)
+        self.tag = tag
+
+
 class Route:
     """One path + method set and what answers it.
 
     :ivar target: a service name (``kind == "service"``) or a callable
         ``(http_request, cid, params) -> HTTPResponse`` (``kind == "builtin"``).
     :ivar channel: the :class:`~broker.services.context.ChannelInfo` for services.
+    :ivar doc: a built-in route's :class:`~broker.admin.openapi.RouteDoc`; None leaves it out
+        of the OpenAPI document (service routes are described from their service).
     """
 
     __slots__ = ("name", "path", "methods", "kind", "target", "channel", "regex",
-                 "param_names", "cid_header", "prefix")
+                 "param_names", "cid_header", "prefix", "doc")
 
     def __init__(self, name, path, methods, target, kind="service", channel=None, cid_header=None,
-                 prefix=False):
+                 prefix=False, doc=None):
         self.name = name
         self.path = path
         self.methods = frozenset(m.upper() for m in methods)
@@ -58,6 +88,7 @@ class Route:
         else:
             self.regex, self.param_names = compile_path(path)
         self.cid_header = cid_header
+        self.doc = doc
 
     def __repr__(self):
         return f"Route({self.name!r}, {self.path!r}, {sorted(self.methods)})"

@@ -12,7 +12,11 @@ on the connection wait until :meth:`StreamWriter.finish`.
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 
-__all__ = ["HTTPStream", "StreamWriter"]
+__all__ = ["LARGE_BODY", "HTTPStream", "StreamWriter", "in_pieces"]
+
+#: An answer's body longer than this is written a piece at a time as the client takes it.
+LARGE_BODY = 128 * 1024
+_PIECE = 64 * 1024
 
 
 class HTTPStream:
@@ -106,3 +110,21 @@ class StreamWriter:
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             waiting.errback(ConnectionDone("the client went away"))
+
+
+def in_pieces(status, headers, body):
+    """An answer with a large ``body`` (bytes) as a stream of pieces written as the client
+    takes them: a client reading slowly holds a piece here, not a copy of the whole body (a
+    shared one, such as the docs' script, is not copied at all)."""
+    view = memoryview(body)
+    return HTTPStream(status, headers, lambda writer: _feed(writer, view, 0), len(view))
+
+
+def _feed(writer, body, offset):
+    while offset < len(body) and not writer.lost:
+        waiting = writer.write(body[offset:offset + _PIECE].tobytes())
+        offset += _PIECE
+        if waiting is not None:  # the client is not reading: go on when it does
+            waiting.addCallbacks(lambda _: _feed(writer, body, offset), lambda _: None)
+            return
+    writer.finish()

@@ -84,6 +84,11 @@ class Access:
         self._granted = frozenset(self.grants) - {ANONYMOUS}
         self.counters = {"authenticated": 0, "anonymous": 0, "auth_failures": 0, "denied": 0}
 
+    @property
+    def definitions(self):
+        """``{name: definition}`` of the definitions with a grant, as they are now."""
+        return {name: d for name, d in self._all.items() if name in self._granted}
+
     def identify(self, headers, query=None, peer="", cid=None):
         """The caller's :class:`Grant`; raise Unauthorized for wrong credentials, Forbidden
         for those of a definition without permissions here."""

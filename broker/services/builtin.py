@@ -13,10 +13,10 @@ from base64 import b64decode, b64encode
 
 from twisted.logger import Logger
 
-from broker.errors import BadRequest, ServiceUnavailable, ValidationError
+from broker.errors import BadRequest, BrokerError, ServiceUnavailable, ValidationError
 from broker.jsonfast import JSONInputError, decode_json
 from broker.services.base import Service
-from broker.simpleio import AsIs, Text
+from broker.simpleio import AsIs, Bool, Text
 
 __all__ = ["DISPATCHERS", "InvokeService", "ZatoInvokeService"]
 
@@ -37,28 +37,34 @@ class InvokeService(Service):
 
 
 class ZatoInvokeService(Service):
-    """Zato's ``zato.service.invoke``, wire-compatible with ``AnyServiceInvoker``."""
+    """Zato's ``zato.service.invoke``, wire-compatible with ``AnyServiceInvoker``.
+
+    ``payload`` is the input of service ``name``, base64-encoded (JSON unless ``data_format``
+    says otherwise); the answer is ``{"response": base64 output, "zato_env": {...}}``.  The
+    other keys Zato's clients send (``channel``, ``transport``, ``expiration``...) are ignored.
+    """
 
     name = "zato.service.invoke"
     cid_header = "X-Zato-CID"
     max_async = 1000
     _async_running = 0
 
+    class SimpleIO:
+        input_required = (Text("name", min_length=1),)
+        input_optional = (Text("payload", default=""), Text("data_format", default="json"),
+                          Bool("is_async", default=False), Bool("skip_response_elem", default=True))
+        undeclared_input = "drop"
+
     async def handle(self):
         body = self.request.input
-        if not isinstance(body, dict):
-            raise ValidationError.of([{"field": "(body)", "problem": "expected an object"}])
-        name = body.get("name")
-        if body.get("id") is not None and not name:
-            raise ValidationError.of([{"field": "id", "problem": "invoking by id is not supported; use name"}])
-        if not name or not isinstance(name, str):
-            raise ValidationError.of([{"field": "name", "problem": "is required"}])
-        data = _decode_payload(body.get("payload", ""), body.get("data_format") or "json")
-        if body.get("is_async"):
+        name = body.name
+        self._invoker.store.get(name)  # an unknown service is a 404 whatever the payload
+        data = _decode_payload(body.payload, body.data_format or "json")
+        if body.is_async:
             result = self._start_async(name, data)
         else:
             result = await self.invoke(name, data)
-            if body.get("skip_response_elem", True):
+            if body.skip_response_elem:
                 result = _skip_response_elem(result)
         self.response.payload = _envelope(result, self.cid)
 
@@ -75,18 +81,22 @@ class ZatoInvokeService(Service):
             return result
 
         def failed(failure):
-            log.failure("async invocation of {service} failed (cid {cid})", failure,
-                        service=name, cid=self.cid)
+            if not failure.check(BrokerError):
+                log.failure("async invocation of {service} failed (cid {cid})", failure,
+                            service=name, cid=self.cid)
+                return
+            error = failure.value  # a service's own failure is logged in full by the invoker
+            log.info("async invocation of {service} failed: {status} {code}: {details} (cid {cid})",
+                     service=name, status=error.status, code=error.code, details=error.message,
+                     cid=self.cid)
 
         d.addBoth(done).addErrback(failed)
         return self.cid
 
 
 def _decode_payload(payload, data_format):
-    if payload in ("", None):
+    if not payload:
         return None
-    if not isinstance(payload, str):
-        raise ValidationError.of([{"field": "payload", "problem": "expected a base64 string"}])
     try:
         data = b64decode(payload, validate=True)
         text = data.decode("utf-8")

@@ -305,11 +305,22 @@ class SimpleIODeclaration:
 
     # -- schemas ----------------------------------------------------------------
 
-    def input_schema(self):
-        """The input as a JSON Schema object (``properties``, ``required``, ...)."""
+    def input_schema(self, json_body=False):
+        """The input as a JSON Schema object (``properties``, ``required``, ...).
+
+        :param json_body: describe it as a JSON body may give it: an optional field may be
+            null (taken as missing), a text field a number or boolean (taken as its text).
+        """
+        properties = {}
+        for elem, required in self.inputs:
+            fragment = properties[elem.name] = elem.json_schema()
+            if json_body and "type" in fragment:
+                types = list(elem.json_input_types or (fragment["type"],))
+                types += [] if required else ["null"]
+                fragment["type"] = types if len(types) > 1 else types[0]
         schema = {
             "type": "object",
-            "properties": {elem.name: elem.json_schema() for elem, _ in self.inputs},
+            "properties": properties,
             "required": [elem.name for elem, required in self.inputs if required],
         }
         if self.undeclared_input == "reject":

@@ -56,6 +56,14 @@ _DECIMAL_CONTEXT = _decimal.DefaultContext
 _DECIMAL_RANGE = "is out of range: its exponent is beyond +/-999999"
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _characters(count):
+    return "1 character" if count == 1 else f"{count} characters"
+
+
 def to_jsonable(value):
     """Convert nested values to JSON-able ones (Decimal → str, dates → ISO 8601, UUID → str).
 
@@ -90,6 +98,8 @@ class Elem:
     problem = "expected text"
     #: JSON Schema of the element, without its default.
     schema = {"type": "string"}
+    #: The JSON types a JSON body may give it, where they are more than ``schema``'s.
+    json_input_types = None
 
     def __init__(self, name, default=NOT_GIVEN):
         if not isinstance(name, str) or not name:
@@ -157,9 +167,48 @@ class Elem:
 
 
 class Text(Elem):
-    """A string; numbers are accepted and converted, mappings and lists are not."""
+    """A string; numbers are accepted and converted, mappings and lists are not.
 
-    __slots__ = ()
+    :param min_length: the fewest characters accepted (0 unless declared).
+    :param max_length: the most characters accepted; None = any.
+    """
+
+    __slots__ = ("min_length", "max_length")
+    json_input_types = ("string", "number", "boolean")  # a number or boolean is taken as its text
+
+    def __init__(self, name, default=NOT_GIVEN, *, min_length=0, max_length=None):
+        super().__init__(name, default)
+        if not _is_int(min_length) or min_length < 0 or (
+                max_length is not None and (not _is_int(max_length) or max_length < min_length)):
+            raise TypeError(f"Text {name!r}: min_length and max_length must be integers, "
+                            f"0 <= min_length <= max_length (got {min_length!r}, {max_length!r})")
+        self.min_length = min_length
+        self.max_length = max_length
+
+    def __repr__(self):
+        bounds = "".join(f", {key}={value!r}" for key, value, default in
+                         (("min_length", self.min_length, 0), ("max_length", self.max_length, None))
+                         if value != default)
+        return super().__repr__()[:-1] + bounds + ")"
+
+    def renamed(self, name):
+        return type(self)(name, self.default, min_length=self.min_length, max_length=self.max_length)
+
+    def parse(self, value):
+        text = value if value.__class__ is str else Elem.parse(self, value)
+        if self.max_length is not None and len(text) > self.max_length:
+            raise ValueError(f"must be at most {_characters(self.max_length)} long")
+        if self.min_length and len(text) < self.min_length:
+            raise ValueError(f"must be at least {_characters(self.min_length)} long")
+        return text
+
+    def json_schema(self):
+        schema = super().json_schema()
+        if self.min_length:
+            schema["minLength"] = self.min_length
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        return schema
 
 
 class Int(Elem):
@@ -176,8 +225,7 @@ class Int(Elem):
 
     def __init__(self, name, default=NOT_GIVEN, *, min=INT64_MIN, max=INT64_MAX):
         super().__init__(name, default)
-        if not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in (min, max)) \
-                or min > max:
+        if not (_is_int(min) and _is_int(max)) or min > max:
             raise TypeError(f"Int {name!r}: min and max must be integers, min <= max "
                             f"(got {min!r}, {max!r})")
         self.min = min
@@ -295,6 +343,7 @@ class Decimal(Elem):
     __slots__ = ()
     problem = "expected a decimal number"
     schema = {"type": "string", "format": "decimal"}
+    json_input_types = ("string", "number")
 
     def parse(self, value):
         if isinstance(value, bool):

@@ -342,10 +342,10 @@ def _local(tag):
 
 
 def _value(element):
-    """Leaf → its text (None if empty); element with children → dict."""
+    """Leaf → its text (an empty element is an empty string, as in Zato); element with children → dict."""
     for _ in element.iterchildren(tag=etree.Element):
         return _children(element)
-    return element.text or None
+    return element.text or ""
 
 
 def _children(element):
@@ -383,9 +383,10 @@ def _decode_soap(version, body):
     soap_body = root.find(f"{{{namespace}}}Body")
     if soap_body is None:
         raise BadRequest(f"Not a SOAP {label} message: the Body is missing")
-    for operation in soap_body.iterchildren(tag=etree.Element):
-        return _children(operation)
-    return None
+    operations = list(soap_body.iterchildren(tag=etree.Element))
+    if len(operations) > 1:
+        raise BadRequest(f"The SOAP Body holds {len(operations)} elements: send one, the request")
+    return _children(operations[0]) if operations else None
 
 
 def _build(root, payload, max_size=None):

@@ -8,7 +8,7 @@ from broker.components import ComponentType, Needs
 from broker.http.router import Route
 from broker.websocket.invoke import InvokeChannel
 from broker.websocket.protocol import PubSubFactory
-from broker.websocket.publish import HTTPPublisher, live_page_routes
+from broker.websocket.publish import HTTPPublisher, live_page_routes, publish_doc
 
 __all__ = ["FRONTS", "build_fronts"]
 
@@ -22,7 +22,7 @@ def build_fronts(section, ctx):
     hub, access = pubsub.hub, pubsub.access
     if section.http_publish:
         ctx.add_route(Route("broker.publish", "/broker/publish/{topic}", ("POST",),
-                            HTTPPublisher(hub, access), kind="builtin"))
+                            HTTPPublisher(hub, access), kind="builtin", doc=publish_doc(access)))
     if section.live_page:
         for route in live_page_routes():
             ctx.add_route(route)

@@ -115,6 +115,26 @@ class PubSubProtocol(WebSocketServerProtocol):
         if self.session is not None:
             self.session.stop()
 
+    # -- closing -----------------------------------------------------------------
+
+    _in_close_frame = False
+
+    def onCloseFrame(self, code, reasonRaw):
+        self._in_close_frame = True
+        try:
+            return super().onCloseFrame(code, reasonRaw)
+        finally:
+            self._in_close_frame = False
+
+    def dropConnection(self, abort=False):
+        """After a Close is received, close the TCP connection once our own Close is out.
+
+        A Close that breaks the protocol (a reserved code, a reason that is not UTF-8, a
+        one-byte body) is answered with ours (1002, 1007), then taken by autobahn as the reply
+        to it: its abort would throw ours away, leaving the client a reset and no reason.
+        """
+        super().dropConnection(abort and not self._in_close_frame)
+
     def _cancel_write_deadline(self):
         deadline, self._write_deadline = self._write_deadline, None
         if deadline is not None and deadline.active():

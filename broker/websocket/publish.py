@@ -2,15 +2,16 @@
 
 from twisted.logger import Logger
 
-from broker.http.protocol import HTTPResponse
 from broker.errors import (BadRequest, BrokerError, Forbidden, ServiceUnavailable, Unauthorized,
                            error_body)
+from broker.http.protocol import HTTPResponse
+from broker.http.router import RouteDoc
 from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
-from broker.pubsub.topics import TopicError, check_topic
+from broker.pubsub.topics import MAX_TOPIC_LENGTH, TopicError, check_topic
 from broker.simpleio import check_content_type, parse_query
 
-__all__ = ["HTTPPublisher", "live_page_routes"]
+__all__ = ["HTTPPublisher", "live_page_routes", "publish_doc"]
 
 log = Logger()
 
@@ -76,6 +77,28 @@ class HTTPPublisher:
         log.failure("publish failed (cid {cid})", failure, cid=cid)
         return _error(ServiceUnavailable("pub/sub store unavailable"), cid)
 
+
+def publish_doc(access):
+    """How ``POST /broker/publish/{topic}`` is documented, for the callers ``access`` knows."""
+    anonymous = (None,) if access.anonymous.publish.patterns else ()
+    return RouteDoc(
+        "Publish the JSON body to a topic", {200: ("Published", {"application/json": {
+            "type": "object", "required": ["msg_id", "topic"], "additionalProperties": False,
+            "properties": {"msg_id": {"type": "string"}, "topic": {"type": "string"}}}})},
+        description="Any JSON (none: `null`) goes to the topic's subscribers. Anonymous callers "
+                    "may publish where `pubsub.permissions.anonymous` allows (401 elsewhere); a "
+                    "caller whose credentials are not allowed the topic gets a 403.",
+        errors=(400, 401, 403, 415), body={"application/json": {}}, tag="pubsub",
+        parameters=[{"name": "topic", "in": "path", "required": True, "schema": {
+            "type": "string", "maxLength": MAX_TOPIC_LENGTH,
+            "pattern": r"^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$"}}],
+        security=anonymous + tuple(access.definitions.values()))
+
+
+_LIVE_PAGE = RouteDoc("A page showing the demo.# topics live", {200: ("The page", {
+    "text/html": {"type": "string"}})}, tag="demo")
+_LIVE_SCRIPT = RouteDoc("The live page's script", {200: ("The script", {
+    "text/javascript": {"type": "string"}})}, tag="demo")
 
 _LIVE_HTML = b"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>broker - live</title>
@@ -143,5 +166,5 @@ def live_page_routes():
         return HTTPResponse(200, [("Content-Type", "text/javascript; charset=utf-8"),
                                   ("X-Broker-CID", cid)], _LIVE_JS)
 
-    return [Route("demo.live", "/demo/live", ("GET",), page, kind="builtin"),
-            Route("demo.live.js", "/demo/live.js", ("GET",), script, kind="builtin")]
+    return [Route("demo.live", "/demo/live", ("GET",), page, kind="builtin", doc=_LIVE_PAGE),
+            Route("demo.live.js", "/demo/live.js", ("GET",), script, kind="builtin", doc=_LIVE_SCRIPT)]

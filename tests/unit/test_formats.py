@@ -107,8 +107,17 @@ def test_xml_decodes_children_to_dict():
     """Root children become keys; leaves text, nesting dicts, repeats lists."""
     body = (b"<request><text>hi</text><empty/><tag>a</tag><tag>b</tag>"
             b"<addr><city>Oslo</city></addr></request>")
-    assert decode("xml", body) == {"text": "hi", "empty": None, "tag": ["a", "b"],
+    assert decode("xml", body) == {"text": "hi", "empty": "", "tag": ["a", "b"],
                                    "addr": {"city": "Oslo"}}
+
+
+@pytest.mark.parametrize("fmt", ["xml", "soap11"])
+def test_an_empty_xml_element_is_an_empty_string_not_a_missing_field(fmt):
+    """As in Zato: <text/> and <text></text> give "", which a required Text accepts."""
+    inner = b"<request><text/><note></note><repeat> </repeat></request>"
+    body = inner if fmt == "xml" else (f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body>'.encode() + inner
+                                       + b"</s:Body></s:Envelope>")
+    assert decode(fmt, body) == {"text": "", "note": "", "repeat": " "}
 
 
 def test_xml_strips_namespaces():
@@ -198,6 +207,14 @@ def test_soap_empty_body_element_is_none():
     """An empty Body carries no payload."""
     body = f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body/></s:Envelope>'.encode()
     assert decode("soap11", body) is None
+
+
+def test_soap_body_holding_more_than_one_element_is_bad_request():
+    """The Body holds the request, one element: a second one is refused, not ignored."""
+    body = (f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body><request><text>a</text></request>'
+            f'<extra><text>b</text></extra></s:Body></s:Envelope>').encode()
+    with pytest.raises(BadRequest, match="Body holds 2 elements"):
+        decode("soap11", body)
 
 
 def test_soap_malformed_is_bad_request():

@@ -91,6 +91,15 @@ class UnreadTransport(StringTransportWithDisconnection):
         StringTransportWithDisconnection.loseConnection(self)
 
 
+class FullTransport(StringTransportWithDisconnection):
+    """A client that does not read: each answer written fills the buffer, which pauses us."""
+
+    def write(self, data):
+        super().write(data)
+        if self.producer is not None:
+            self.producer.pauseProducing()
+
+
 class Response:
     """One parsed response from the transport's bytes."""
 
@@ -447,6 +456,59 @@ class PipeliningTests(ProtocolTestCase):
         self.connect()
         self.assertIs(self.transport.producer, self.protocol)
         self.assertTrue(self.transport.streaming)
+
+    def test_pipelined_requests_wait_while_the_client_leaves_an_answer_unread(self):
+        """One unread answer at a time is buffered here, whatever was pipelined: the next is
+        made when the client reads again (slow readers of big answers held one per request)."""
+        self.connect(transport=FullTransport)
+        self.send(request("GET", "/a") + request("GET", "/b") + request("GET", "/c"))
+        self.assertEqual([r.path for r in self.handler.requests], ["/a"])
+        self.assertEqual(len(self.responses()), 1)
+        self.protocol.resumeProducing()
+        self.assertEqual([r.path for r in self.handler.requests], ["/a", "/b"])
+        self.protocol.resumeProducing()
+        self.assertEqual([r.body for r in self.responses()],
+                         [b'{"path": "/a"}', b'{"path": "/b"}', b'{"path": "/c"}'])
+
+    def test_a_large_answer_is_written_as_the_client_takes_it(self):
+        """A body over LARGE_BODY goes out a 64 KiB piece at a time, each when the client has
+        read the one before: a slow reader holds one piece here, not the body."""
+        body = bytes(range(256)) * 4096  # 1 MiB
+        self.connect(transport=FullTransport)
+        self.handler.answers["/big"] = HTTPResponse(200, [("Content-Type", "text/plain")], body)
+        self.send(request("GET", "/big") + request("GET", "/next"))
+        head, _, written = self.transport.value().partition(b"\r\n\r\n")
+        self.assertIn(b"Content-Length: %d\r\n" % len(body), head)
+        self.assertEqual(len(written), 64 * 1024)
+        resumes = 0
+        while len(self.handler.requests) == 1:
+            self.protocol.resumeProducing()
+            resumes += 1
+        self.assertEqual(resumes, 16)
+        big, after = self.responses()
+        self.assertEqual((big.body, after.body), (body, b'{"path": "/next"}'))
+
+    def test_a_large_answer_to_head_or_to_a_client_gone_writes_no_body(self):
+        body = b"x" * (1024 * 1024)
+        self.connect(transport=FullTransport)
+        self.handler.answers["/big"] = HTTPResponse(200, [], body)
+        self.send(request("HEAD", "/big"))
+        self.protocol.resumeProducing()
+        [head] = self.responses(head_only=True)
+        self.assertEqual((head.status, head.headers["content-length"], head.body), (200, str(len(body)), b""))
+        self.transport.clear()
+        self.send(request("GET", "/big"))
+        self.transport.loseConnection()  # the client goes away mid-answer: nothing more, no error
+        self.protocol.resumeProducing()
+        self.assertLess(len(self.transport.value()), 70 * 1024)
+
+    def test_pipelined_requests_left_unread_meet_the_write_timeout(self):
+        self.connect(limits=HTTPLimits(write_timeout=5), transport=FullTransport)
+        self.send(request("GET", "/a") + request("GET", "/b"))
+        self.clock.advance(5.1)
+        self.assertTrue(self.transport.disconnected, "aborted")
+        self.assertEqual(len(self.handler.requests), 1)
+        self.assertEqual(self.factory.counters["write_timeouts"], 1)
 
     def test_transport_pause_pauses_reading(self):
         """When the transport's buffer is full it pauses us, and we pause reading."""

@@ -95,6 +95,41 @@ def test_int_declared_range():
         Int("n", min=5, max=1)
 
 
+def test_text_declared_lengths():
+    """min_length/max_length per element, counted in characters; the schema shows them."""
+    name = Text("name", min_length=1, max_length=3)
+    assert name.parse("abc") == "abc" and name.parse(12) == "12" and name.parse("ééé") == "ééé"
+    with pytest.raises(ValueError, match="^must be at most 3 characters long$"):
+        name.parse("abcd")
+    with pytest.raises(ValueError, match="^must be at least 1 character long$"):
+        name.parse("")
+    assert name.json_schema() == {"type": "string", "minLength": 1, "maxLength": 3}
+    assert repr(name) == "Text('name', min_length=1, max_length=3)"
+    assert name.renamed("n").max_length == 3
+    assert Text("t").parse("x" * 100_000) == "x" * 100_000
+    with pytest.raises(TypeError, match="min_length <= max_length"):
+        Text("t", min_length=5, max_length=1)
+    with pytest.raises(ValidationError, match="name: must be at most 3 characters long"):
+        _sio(input_required=(name,)).parse_input({"name": "abcd"})
+
+
+def test_input_schema_of_a_json_body():
+    """In a JSON body an optional field may be null (taken as missing) and a text a number or a
+    boolean (taken as its text), as the server takes them; required fields are not nullable."""
+    sio = _sio(input_required=(Text("text", max_length=5), Int("n", max=9)),
+               input_optional=(Int("repeat", default=1), "note", AsIs("data"), Decimal("d")))
+    properties = sio.input_schema(json_body=True)["properties"]
+    assert properties["text"] == {"type": ["string", "number", "boolean"], "maxLength": 5}
+    assert properties["n"]["type"] == "integer"
+    assert properties["repeat"]["type"] == ["integer", "null"]
+    assert properties["note"] == {"type": ["string", "number", "boolean", "null"]}
+    assert properties["data"] == {}
+    assert properties["d"]["type"] == ["string", "number", "null"]
+    assert sio.parse_input({"text": False, "n": 1, "repeat": None, "note": 5, "d": 1.5}) == {
+        "text": "false", "n": 1, "repeat": 1, "note": "5", "data": None, "d": decimal.Decimal("1.5")}
+    assert sio.input_schema()["properties"]["repeat"]["type"] == "integer"
+
+
 def test_int_range_is_a_validation_error_naming_the_field():
     """Through a declaration the bound is a per-field problem; output obeys it too."""
     sio = _sio(input_required=(Int("repeat", max=10),), output_required=(Int("n", min=0),))

@@ -207,3 +207,34 @@ def test_invoke_waits_and_max_pending_invokes_stays_per_connection(invoking):
     assert [(a["id"], a["op"], a.get("data")) for a in answers[:2]] == [(1, "ok", {"done": True}),
                                                                        (2, "ok", {"done": True})]
     assert answers[2]["code"] == "unavailable"     # draining: the node is stopping
+
+
+def _control_frame(opcode, payload):
+    """A masked client frame (payload under 126 bytes)."""
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + masked
+
+
+@pytest.mark.parametrize("payload, code, reason", [
+    (b"\x03\xe7", 1002, b"invalid close code 999"),
+    (b"\x03", 1002, b"received close control frame with payload len 1"),
+    (b"\x03\xe8\xff", 1007, b"invalid close reason (non-UTF8 payload)"),
+])
+def test_a_close_frame_breaking_the_protocol_is_answered_before_the_tcp_close(connection, payload,
+                                                                              code, reason):
+    """Our Close (1002, 1007) goes out, then the connection closes: not an abort that throws it
+    away and leaves the client a reset."""
+    factory, protocol, transport, clock = connection
+    transport.clear()
+    protocol.dataReceived(_control_frame(8, payload))
+    answer = transport.value()
+    assert answer[:1] == b"\x88" and answer[2:4] == code.to_bytes(2, "big") and answer[4:] == reason
+    assert transport.disconnecting and not transport.disconnected, "closed after our Close, not aborted"
+
+
+def test_a_good_close_is_echoed_and_the_connection_closed(connection):
+    factory, protocol, transport, clock = connection
+    transport.clear()
+    protocol.dataReceived(_control_frame(8, b"\x03\xe8bye"))
+    assert transport.value()[:4] == b"\x88\x02\x03\xe8" and transport.disconnecting
