@@ -66,6 +66,9 @@ class MessageChannel(Service):
     :param security: the security definition messages must pass, or None.
     :param extra: transport facts for :class:`~broker.services.context.ChannelInfo`.
 
+    The service name (``<type>:<name>`` unless a subclass sets another) names the
+    channel in log lines and as the publisher of what it feeds to pub/sub.
+
     :cvar type: the channel type (``ChannelInfo.type``).
     :cvar metrics_key: the prefix of its health and metrics (``amqp.channel``).
     """
@@ -160,12 +163,19 @@ class MessageChannel(Service):
         else:
             self._succeeded(result, request, context)
 
+    def reject(self, error, request, context=None):
+        """Settle a message the transport could not even read (bad framing, say) as
+        failed with ``error``, counted and logged like any other failure."""
+        self.counters["received"] += 1
+        self.in_flight += 1
+        self._failed(error, request, context)
+
     def _publish(self, request):
         if self.info.security is not None:
             request.caller = self.info.security.authenticate(request)
         payload = decode(self.info.data_format, request.raw_request, request.content_type)
         return defer.maybeDeferred(self.resources.publish, self.topic_of(request), payload,
-                                   publisher=f"{self.type}:{self.section.name}")
+                                   publisher=self.name)
 
     def _succeeded(self, result, request, context):
         if self.topic is not None:
