@@ -26,7 +26,7 @@ from twisted.logger import Logger
 
 from broker.errors import BrokerError, PayloadTooLarge, ServiceError, Timeout
 from broker.ids import new_cid
-from broker.services.context import ChannelInfo, Request
+from broker.services.context import ChannelInfo, Request, Response
 from broker.simpleio import decode
 
 __all__ = ["LogBudget", "MessageChannel"]
@@ -152,7 +152,8 @@ class MessageChannel(Service):
         except Exception:
             log.failure("{channel}: message failed (cid {cid})", channel=self.name, cid=request.cid)
             return self._failed(ServiceError(), request, context)
-        if isinstance(result, defer.Deferred):
+        # Deferred is an ABC (Awaitable): a synchronous answer passes an identity check
+        if result.__class__ is not Response and isinstance(result, defer.Deferred):
             if self.max_in_flight is not None and self.in_flight >= self.max_in_flight \
                     and not self.reading_paused:
                 self.reading_paused = True
@@ -212,7 +213,7 @@ class MessageChannel(Service):
             log.failure("{channel}: settling a message failed (cid {cid})", channel=self.name,
                         cid=request.cid)
             done = None
-        if isinstance(done, defer.Deferred):
+        if done is not None and isinstance(done, defer.Deferred):
             done.addErrback(self._settle_failed, request).addBoth(self._settled)
         else:
             self._settled(None)

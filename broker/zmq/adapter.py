@@ -134,7 +134,8 @@ class ZmqSocket:
                                    lambda _, timeout: self._not_released(watcher, timeout))
 
     def _not_released(self, watcher, timeout):
-        watcher.close()
+        # The watcher stays: ZeroMQ sends the event from its reaper thread, which would
+        # block for good on a closed watcher (and with it every socket closed after).
         log.warn("{name}: ZeroMQ has not let go of the socket {timeout}s after closing it (an "
                  "inproc peer that never calls ZeroMQ?); going on", name=self.name, timeout=timeout)
 
@@ -238,9 +239,10 @@ class ZmqSocket:
 def _released(frames, watcher, released):
     """A monitor event (``[event id, value][, endpoint]``) about a closing socket."""
     event, _ = struct.unpack("=HI", frames[0])
-    if event == zmq.EVENT_MONITOR_STOPPED and not released.called:
+    if event == zmq.EVENT_MONITOR_STOPPED:
         watcher.close()
-        released.callback(None)
+        if not released.called:  # else the wait timed out
+            released.callback(None)
 
 
 def open_socket(reactor, socket_type, options, section, what, **kwargs):

@@ -7,6 +7,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 
 from broker.zmq.adapter import RELEASE_GRACE, ZmqSocket, zmq_context
+from tests.unit.fake_reactor import run_zmq_until
 
 _names = itertools.count()
 
@@ -136,5 +137,10 @@ def test_waiting_for_zeromq_to_free_a_closed_socket_is_bounded():
     assert released == [None]
     assert any("pull: ZeroMQ has not let go of the socket 5.5s after closing it" in formatEvent(e)
                for e in events)
-    assert not reactor.getReaders()  # nor is anything left watching
-    peer.close(linger=0)
+    peer.close(linger=0)  # the socket can finish closing now
+    run_zmq_until(reactor, lambda: not reactor.getReaders())  # what watched it goes too
+    again = ZmqSocket(reactor, zmq.PULL)  # and ZeroMQ still closes sockets
+    again.bind(address)
+    released = []
+    again.close().addCallback(released.append)
+    run_zmq_until(reactor, lambda: released)

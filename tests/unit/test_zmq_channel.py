@@ -4,7 +4,6 @@ fake invoker/pub-sub and real inproc ZeroMQ peers."""
 import itertools
 import json
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import zmq
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
-from broker.zmq.adapter import ZmqSocket, zmq_context
+from broker.zmq.adapter import zmq_context
 from broker.zmq.channel import PullChannel, RouterChannel, SubChannel
 from broker.zmq.config import ZMQ_PULL, ZMQ_ROUTER, ZMQ_SUB
 from broker.config import ConfigError
@@ -23,6 +22,7 @@ from broker.errors import ValidationError
 from broker.runtime import Resources
 from broker.services.context import Response
 from broker.testing.components import ComponentHarness
+from tests.unit.fake_reactor import run_zmq_until
 
 _names = itertools.count()
 SERVICES = Path(__file__).with_name("loopback_services.py")
@@ -81,22 +81,6 @@ def _peer(kind, address):
     return sock
 
 
-def _run_until(done, reactor, seconds=10.0):
-    """Let the fake reactor's ZeroMQ readers read (as a real reactor would on their FDs)
-    until ``done()`` is true; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, "gave up waiting"
-        poller = zmq.Poller()
-        readers = [r for r in reactor.getReaders() if isinstance(r, ZmqSocket)]
-        for reader in readers:
-            poller.register(reader.sock, zmq.POLLIN)
-        poller.poll(50)
-        for reader in readers:
-            reader.doRead()
-        reactor.advance(0)
-
-
 def test_max_in_flight_stops_reading_until_an_invocation_finishes():
     channel, ctx, address = _channel(PullChannel, ZMQ_PULL, service="s", max_in_flight=2)
     push = _peer(zmq.PUSH, address)
@@ -128,7 +112,7 @@ def test_stop_waits_for_running_invocations_then_closes():
     ctx.invoker.calls[0][2].callback(Response())
     assert socket.closed and socket not in ctx.reactor.getReaders()
     push.close()  # an inproc peer takes part in closing when it next calls ZeroMQ
-    _run_until(lambda: stopped, ctx.reactor)  # ZeroMQ closes the socket in its own threads
+    run_zmq_until(ctx.reactor, lambda: stopped)  # ZeroMQ closes sockets in its own threads
     again = zmq_context().socket(zmq.PULL)
     again.bind(address)  # the address is free once the stop has finished
     again.close(linger=0)
@@ -219,22 +203,22 @@ def test_a_channel_replaced_on_a_running_node_hands_its_address_to_the_new_one(t
         for n in range(1, 6):  # ZeroMQ frees an address some time after close: every time
             old = node.components[("channel", "work")].value
             push.send(b'{"n": %d}' % n)
-            _run_until(lambda: old.metrics()["succeeded"] == 1, reactor)
+            run_zmq_until(reactor, lambda: old.metrics()["succeeded"] == 1)
             section = root_schema().check(parse_yaml(f"channels:\n  - {channel % (address, n)}\n",
                                                      "new.yaml")).channels[0]
             replaced = []
             node.replace(("channel", "work"), section).addBoth(replaced.append)
-            _run_until(lambda: replaced, reactor)
+            run_zmq_until(reactor, lambda: replaced)
             new = node.components[("channel", "work")].value
             assert replaced == [None] and old.socket is None and new.max_in_flight == n
             assert new.running and new.socket.endpoints == [address]
         push.send(b'{"n": 6}')  # the peer reconnected to the new socket on its own
-        _run_until(lambda: new.metrics()["succeeded"] == 1, reactor)
+        run_zmq_until(reactor, lambda: new.metrics()["succeeded"] == 1)
     finally:
         push.close()
         stopped = []
         node.stopService().addBoth(stopped.append)
-        _run_until(lambda: stopped, reactor)
+        run_zmq_until(reactor, lambda: stopped)
 
 
 def test_pubsub_feed_needs_pubsub_configured(tmp_path):
