@@ -33,8 +33,10 @@ class FakeInvoker:
 
     def __init__(self):
         self.calls = []
+        self.encoded = []  # whether each call wanted the answer encoded
 
     def invoke(self, service, request, encode=True):
+        self.encoded.append(encode)
         if request.raw_request == b"invalid":
             raise ValidationError.of([{"field": "text", "problem": "is required"}])
         d = defer.Deferred()
@@ -97,6 +99,7 @@ def test_max_in_flight_stops_reading_until_an_invocation_finishes():
     ctx.reactor.advance(0)
     assert len(ctx.invoker.calls) == 5
     assert [json.loads(r.raw_request)["n"] for _, r, _ in ctx.invoker.calls] == [0, 1, 2, 3, 4]
+    assert ctx.invoker.encoded == [False] * 5  # one-way: no answer is encoded for nobody
     channel.stopService(), push.close()
 
 
@@ -136,7 +139,7 @@ def test_router_answers_each_dealer_and_counts_replies_to_gone_clients():
     stays.send_multipart([b"", b'{"who": "stays"}'])
     leaves.send_multipart([b'{"who": "leaves"}'])
     ctx.reactor.advance(0)
-    assert len(ctx.invoker.calls) == 2
+    assert len(ctx.invoker.calls) == 2 and ctx.invoker.encoded == [True, True]
     # close() alone hands the socket to ZeroMQ's reaper thread, which tells the ROUTER some time
     # later (under load: after the reply below); an inproc disconnect() tells it now.
     leaves.disconnect(address)
