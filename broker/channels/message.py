@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from broker.errors import BrokerError, PayloadTooLarge, ServiceError, Timeout
 from broker.ids import new_cid
 from broker.security.credentials import authenticate
-from broker.services.context import ChannelInfo, Request
+from broker.services.context import ChannelInfo, Request, Response
 from broker.simpleio import decode
 
 __all__ = ["LogBudget", "MessageChannel"]
@@ -66,6 +66,9 @@ class MessageChannel(Service):
         service (a template is resolved by :meth:`topic_of`).
     :param security: the security definition messages must pass, or None.
     :param extra: transport facts for :class:`~broker.services.context.ChannelInfo`.
+
+    The service name (``<type>:<name>`` unless a subclass sets another) names the
+    channel in log lines and as the publisher of what it feeds to pub/sub.
 
     :cvar type: the channel type (``ChannelInfo.type``).
     :cvar metrics_key: the prefix of its health and metrics (``amqp.channel``).
@@ -152,7 +155,8 @@ class MessageChannel(Service):
         except Exception:
             log.failure("{channel}: message failed (cid {cid})", channel=self.name, cid=request.cid)
             return self._failed(ServiceError(), request, context)
-        if isinstance(result, defer.Deferred):
+        # Deferred is an ABC (Awaitable): a synchronous answer passes an identity check
+        if result.__class__ is not Response and isinstance(result, defer.Deferred):
             if self.max_in_flight is not None and self.in_flight >= self.max_in_flight \
                     and not self.reading_paused:
                 self.reading_paused = True
@@ -163,12 +167,19 @@ class MessageChannel(Service):
         else:
             self._succeeded(result, request, context)
 
+    def reject(self, error, request, context=None):
+        """Settle a message the transport could not even read (bad framing, say) as
+        failed with ``error``, counted and logged like any other failure."""
+        self.counters["received"] += 1
+        self.in_flight += 1
+        self._failed(error, request, context)
+
     def _publish(self, request):
         if self.info.security is not None:
             request.caller = authenticate(self.info.security, request).caller
         payload = decode(self.info.data_format, request.raw_request, request.content_type)
         return defer.maybeDeferred(self.resources.publish, self.topic_of(request), payload,
-                                   publisher=f"{self.type}:{self.section.name}")
+                                   publisher=self.name)
 
     def _succeeded(self, result, request, context):
         if self.topic is not None:
@@ -205,7 +216,7 @@ class MessageChannel(Service):
             log.failure("{channel}: settling a message failed (cid {cid})", channel=self.name,
                         cid=request.cid)
             done = None
-        if isinstance(done, defer.Deferred):
+        if done is not None and isinstance(done, defer.Deferred):
             done.addErrback(self._settle_failed, request).addBoth(self._settled)
         else:
             self._settled(None)

@@ -12,12 +12,16 @@ txzmq did this once but is unmaintained; this is our own small adapter
 (see the research note ecosystem.md §3d).
 """
 
+import itertools
+import struct
+
 import zmq
+from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
 
-__all__ = ["LogBudget", "ZmqSocket", "open_socket", "zmq_context"]
+__all__ = ["RELEASE_GRACE", "ZmqSocket", "open_socket", "zmq_context"]
 
 log = Logger()
 
@@ -25,7 +29,11 @@ log = Logger()
 _EVENTS, _POLLIN, _POLLOUT, _NOBLOCK = (int(c) for c in (zmq.EVENTS, zmq.POLLIN, zmq.POLLOUT,
                                                           zmq.NOBLOCK))
 
+#: Seconds past ``linger`` to wait for ZeroMQ to let go of a closed socket.
+RELEASE_GRACE = 5.0
+
 _context = None
+_monitors = itertools.count()
 
 
 def zmq_context():
@@ -66,6 +74,7 @@ class ZmqSocket:
         self.batch = batch
         self.paused = False
         self.endpoints = []
+        self._bound = False
         self._wants_write = False
         self._check = None
         self._watching = False
@@ -75,6 +84,7 @@ class ZmqSocket:
     def bind(self, address):
         """Bind ``address``; return the endpoint actually bound (``tcp://…:*`` resolved)."""
         self.sock.bind(address)
+        self._bound = True
         endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.endpoints.append(endpoint)
         return endpoint
@@ -92,15 +102,42 @@ class ZmqSocket:
         self.schedule_check()
 
     def close(self, linger=0.0):
-        """Stop watching and close; ``linger`` seconds for unsent messages to leave."""
+        """Stop watching and close; ``linger`` seconds for unsent messages to leave.
+
+        :return: a Deferred firing once ZeroMQ has let go of the socket: it closes
+            in its own threads, so a bound address is free only then, e.g. for the
+            socket replacing this one.  That is at most ``linger`` later, unless an
+            ``inproc://`` peer never calls ZeroMQ again: after ``linger`` and
+            ``RELEASE_GRACE`` seconds the Deferred fires anyway, with a warning.
+        """
         if self._check is not None and self._check.active():
             self._check.cancel()  # else it runs on a closed socket
         self._check = None
         if self._watching:
             self._watching = False
             self.reactor.removeReader(self)
-        if not self.sock.closed:
+        if self.sock.closed:
+            return defer.succeed(None)
+        if not self._bound:
             self.sock.close(linger=int(linger * 1000))
+            return defer.succeed(None)
+        released = defer.Deferred()
+        address = f"inproc://broker.zmq.released.{next(_monitors)}"
+        self.sock.monitor(address, zmq.EVENT_MONITOR_STOPPED)  # sent once the socket is gone
+        watcher = ZmqSocket(self.reactor, zmq.PAIR, options=[(zmq.LINGER, 0)],
+                            on_message=lambda frames: _released(frames, watcher, released),
+                            name=f"{self.name} (closing)")
+        watcher.connect(address)
+        watcher.start()
+        self.sock.close(linger=int(linger * 1000))
+        return released.addTimeout(linger + RELEASE_GRACE, self.reactor,
+                                   lambda _, timeout: self._not_released(watcher, timeout))
+
+    def _not_released(self, watcher, timeout):
+        # The watcher stays: ZeroMQ sends the event from its reaper thread, which would
+        # block for good on a closed watcher (and with it every socket closed after).
+        log.warn("{name}: ZeroMQ has not let go of the socket {timeout}s after closing it (an "
+                 "inproc peer that never calls ZeroMQ?); going on", name=self.name, timeout=timeout)
 
     @property
     def closed(self):
@@ -199,6 +236,15 @@ class ZmqSocket:
             return
 
 
+def _released(frames, watcher, released):
+    """A monitor event (``[event id, value][, endpoint]``) about a closing socket."""
+    event, _ = struct.unpack("=HI", frames[0])
+    if event == zmq.EVENT_MONITOR_STOPPED:
+        watcher.close()
+        if not released.called:  # else the wait timed out
+            released.callback(None)
+
+
 def open_socket(reactor, socket_type, options, section, what, **kwargs):
     """A :class:`ZmqSocket` bound and connected per ``section``; one-line SystemExit on failure."""
     socket = ZmqSocket(reactor, socket_type, options=options, name=what, **kwargs)
@@ -216,23 +262,3 @@ def open_socket(reactor, socket_type, options, section, what, **kwargs):
         raise SystemExit(f"broker: {what}: cannot use {address}: {error}") from None
     return socket
 
-
-class LogBudget:
-    """At most ``per_second`` warnings a second (peers can flood us); the rest are summed up."""
-
-    def __init__(self, clock, per_second=10):
-        self._clock, self._per_second = clock, per_second
-        self._window, self._used, self._suppressed = None, 0, 0
-
-    def allow(self, channel):
-        now = int(self._clock.seconds())
-        if now != self._window:
-            if self._suppressed:
-                log.warn("{channel}: {count} more such lines not logged",
-                         channel=channel, count=self._suppressed)
-            self._window, self._used, self._suppressed = now, 0, 0
-        if self._used < self._per_second:
-            self._used += 1
-            return True
-        self._suppressed += 1
-        return False

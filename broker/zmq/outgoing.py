@@ -15,9 +15,10 @@ import zmq
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from broker.zmq.adapter import LogBudget, open_socket
+from broker.channels import LogBudget
 from broker.errors import ServiceUnavailable
 from broker.simpleio import encode
+from broker.zmq.adapter import open_socket
 
 __all__ = ["PubOutgoing", "PushOutgoing", "ZmqFull", "build_pub", "build_push"]
 
@@ -66,12 +67,15 @@ class ZmqOutgoing(Service):
         self.socket.start()
 
     def stopService(self):
+        """Close; the Deferred fires once ZeroMQ has let go of the socket's addresses."""
         super().stopService()
-        if self.socket is not None:
-            self.before_close()
-            socket, self.socket = self.socket, None
-            socket.close(self.section.linger)
-            log.info("zmq outgoing {name} closed", name=self.section.name)
+        if self.socket is None:
+            return None
+        self.before_close()
+        socket, self.socket = self.socket, None
+        released = socket.close(self.section.linger)
+        log.info("zmq outgoing {name} closed", name=self.section.name)
+        return released
 
     def before_close(self):
         pass
