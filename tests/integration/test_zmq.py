@@ -4,14 +4,13 @@ subprocess, real pyzmq peers in this process (and threads)."""
 import json
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import zmq
 from lxml import etree
 
-from tests.integration.broker_process import BrokerProcess, free_port
+from tests.integration.broker_process import BrokerProcess, free_port, wait_for
 
 CONFIG = Path(__file__).with_name("zmq_broker.yaml")
 _BOUND = re.compile(r"zmq (?:channel|outgoing) (\S+) \(\w+\) bound to (tcp://\S+)")
@@ -86,13 +85,7 @@ def env():
 
 def until(check, what):
     """Poll ``check()`` until truthy; fail (never pass) after WAIT seconds."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
+    return wait_for(check, what, WAIT)
 
 
 def recv(sock):
