@@ -91,7 +91,7 @@ class AMQPChannel(MessageChannel):
 
     def startService(self):
         super().startService()
-        self._draining = False
+        self._draining = self.reading_paused = False
         self.connection.add_user(self)  # set up at once if it is connected
 
     def stopService(self):

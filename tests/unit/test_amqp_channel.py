@@ -608,6 +608,16 @@ def test_stopping_requeues_waiting_messages_drains_the_rest_then_closes_and_leav
     assert h.clock.getDelayedCalls() == [] and h.counters["in_flight"] == 0
 
 
+def test_a_channel_started_again_stops_consuming_again_on_its_next_stop(make):
+    h = make()
+    h.channel.stopService()
+    h.channel.startService()
+    consumer = h.consumer
+    consumer.deliver()                # in flight: the stop drains it
+    h.channel.stopService()
+    assert consumer.consumer_cancelled and consumer.is_open
+
+
 def test_stopping_gives_up_waiting_after_the_connections_drain_timeout(make):
     h = make()
     consumer = h.consumer
