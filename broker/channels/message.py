@@ -91,7 +91,7 @@ class MessageChannel(Service):
         self.in_flight = 0
         self.reading_paused = False
         self.log_budget = LogBudget(ctx.reactor)
-        self._drained = None
+        self._drained = None   # while draining: the Deferreds waiting for it
         self.counters = {"received": 0, "succeeded": 0, "client_errors": 0, "service_errors": 0,
                          "timeouts": 0, "paused": 0}
         if topic is not None:
@@ -216,7 +216,7 @@ class MessageChannel(Service):
             log.failure("{channel}: settling a message failed (cid {cid})", channel=self.name,
                         cid=request.cid)
             done = None
-        if done is not None and isinstance(done, defer.Deferred):
+        if done is not None and isinstance(done, defer.Deferred):  # (an ABC: slow to check)
             done.addErrback(self._settle_failed, request).addBoth(self._settled)
         else:
             self._settled(None)
@@ -234,20 +234,23 @@ class MessageChannel(Service):
                 self.resume_reading()
         if self._drained is not None and not self.in_flight:
             drained, self._drained = self._drained, None
-            drained.callback(None)
+            for waiting in drained:
+                waiting.callback(None)
 
     # -- life cycle, health, metrics --------------------------------------------------------
 
     def drain(self):
-        """A Deferred firing once every message taken is settled (reading stays paused)."""
+        """A Deferred firing once every message taken is settled (reading stays paused);
+        each caller gets its own."""
         if not self.reading_paused:
             self.reading_paused = True
             self.pause_reading()
         if not self.in_flight:
             return defer.succeed(None)
         if self._drained is None:
-            self._drained = defer.Deferred()
-        return self._drained
+            self._drained = []
+        self._drained.append(defer.Deferred())
+        return self._drained[-1]
 
     def health(self):
         return {"ok": True}

@@ -9,12 +9,12 @@ one component (and rebuild those built on it) without touching the rest.
 
 import gc
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from broker.components import NodeParts
+from broker.components import CHANNEL, NodeParts
 from broker.config import ConfigError
 from broker.config.schema import config_error
 from broker.http.app import HTTPApp
@@ -93,8 +93,17 @@ class BrokerNode(MultiService):
         self.reactor.callWhenRunning(self._ready)
 
     def stopService(self):
+        """Stop taking work first (the listener, and the channels, which drain what they
+        took), then the rest: a service still running for a draining channel can use the
+        outgoing connections and features it needs until it is done."""
         log.info("broker {name} stopping", name=self.config.name)
-        return super().stopService()
+        Service.stopService(self)
+        children = list(self)[::-1]
+        takers = [c for c in children
+                  if c is self.listener or getattr(c, "key", ("",))[0] == CHANNEL]
+        d = _stop_all(takers)
+        d.addCallback(lambda _: _stop_all([c for c in children if c not in takers]))
+        return d
 
     def _ready(self):
         # Everything built at startup lives as long as the node: move it out of the
@@ -157,6 +166,11 @@ class BrokerNode(MultiService):
         self.services.append(self.listener)
         log.info("components changed: {keys}",
                  keys=", ".join(f"{kind} {name}" for kind, name in (c.key for c in components)))
+
+
+def _stop_all(services):
+    """Stop ``services`` together; a Deferred firing once all stopped."""
+    return defer.DeferredList([defer.maybeDeferred(service.stopService) for service in services])
 
 
 def _how_to_enable(section, key):

@@ -118,6 +118,17 @@ def test_stopping_drains_what_is_in_flight(node):
     assert len(stopped) == 1 and not isinstance(stopped[0], Exception)
 
 
+def test_the_node_stops_connections_and_outgoing_only_once_its_channels_drained(node):
+    """A service still running for a draining channel may use them until it is done."""
+    node.put("slow", {"n": 1})
+    node.node.stopService()
+    rest = [c for (kind, _), c in node.node.components.items() if kind != "channel"]
+    assert rest and all(c.running for c in rest), "stopped while a channel was draining"
+    node.waiting[0].callback(None)
+    node.clock.advance(0)
+    assert not any(c.running for c in rest)
+
+
 def test_a_channel_feeding_a_topic_publishes_the_decoded_message(node):
     got = []
     node.node.resources.pubsub.publish = lambda topic, data, publisher: got.append(
