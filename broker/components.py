@@ -77,13 +77,16 @@ class ComponentType:
     :param needs: :class:`Needs` of every section of this type.
     :param kind: for outgoing types, the ``self.out.<kind>`` they join.
     :param section: for features, the config key they are built from (default: their own).
+    :param takes_work: a feature that takes work from outside like a channel (a front such
+        as ``/ws``): stopped first, with the channels, so that what it took can finish.
     """
 
-    __slots__ = ("schema", "build", "needs", "kind", "section")
+    __slots__ = ("schema", "build", "needs", "kind", "section", "takes_work")
 
-    def __init__(self, schema, build, needs=(), kind=None, section=None):
+    def __init__(self, schema, build, needs=(), kind=None, section=None, takes_work=False):
         self.schema, self.build, self.needs, self.kind, self.section = \
             schema, build, tuple(needs), kind, section
+        self.takes_work = takes_work
 
 
 class NodeParts:
@@ -121,11 +124,14 @@ class Component(MultiService):
     :ivar section: the checked config section it was built from.
     :ivar needs: the keys of the components it was built with.
     :ivar value: what the builder returned (a connection, a hub, a route...).
+    :ivar takes_work: it takes work from outside (a channel, a front): the node stops it
+        first and lets it drain before stopping what it uses.
     """
 
-    def __init__(self, key, section, needs):
+    def __init__(self, key, section, needs, takes_work=False):
         super().__init__()
         self.key = key
+        self.takes_work = takes_work or key[0] == CHANNEL
         self.section = section
         self.needs = frozenset(needs)
         self.value = None

@@ -135,7 +135,8 @@ class Assembler:
         for need, wanted, where in needs:
             if wanted[0] == FEATURE and built[wanted].value is None:
                 raise config_error(where, need.key, f"{wanted[1]} is not configured on this node")
-        component = Component(key, section, [wanted for _, wanted, _ in needs])
+        component = Component(key, section, [wanted for _, wanted, _ in needs],
+                              getattr(ctype, "takes_work", False))
         ctx = BuildContext(self.parts, component, built, self.connection_name)
         if key[0] == CHANNEL:
             ctx.require_service(section)

@@ -14,7 +14,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from broker.components import CHANNEL, NodeParts
+from broker.components import NodeParts
 from broker.config import ConfigError
 from broker.config.schema import config_error
 from broker.http.app import HTTPApp
@@ -99,8 +99,7 @@ class BrokerNode(MultiService):
         log.info("broker {name} stopping", name=self.config.name)
         Service.stopService(self)
         children = list(self)[::-1]
-        takers = [c for c in children
-                  if c is self.listener or getattr(c, "key", ("",))[0] == CHANNEL]
+        takers = [c for c in children if c is self.listener or getattr(c, "takes_work", False)]
         d = _stop_all(takers)
         d.addCallback(lambda _: _stop_all([c for c in children if c not in takers]))
         return d

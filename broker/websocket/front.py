@@ -38,5 +38,5 @@ def build_fronts(section, ctx):
 
 
 #: Built from the ``pubsub:`` section once the pub/sub feature is (nothing when it is off).
-FRONTS = ComponentType(None, build_fronts, section="pubsub",
+FRONTS = ComponentType(None, build_fronts, section="pubsub", takes_work=True,
                        needs=[Needs.feature("pubsub", when="enabled")])

@@ -122,7 +122,7 @@ def test_the_node_stops_connections_and_outgoing_only_once_its_channels_drained(
     """A service still running for a draining channel may use them until it is done."""
     node.put("slow", {"n": 1})
     node.node.stopService()
-    rest = [c for (kind, _), c in node.node.components.items() if kind != "channel"]
+    rest = [c for c in node.node.components.values() if not c.takes_work]
     assert rest and all(c.running for c in rest), "stopped while a channel was draining"
     node.waiting[0].callback(None)
     node.clock.advance(0)
