@@ -92,6 +92,11 @@ class Access:
     def identify(self, headers, query=None, peer="", cid=None):
         """The caller's :class:`Grant`; raise Unauthorized for wrong credentials, Forbidden
         for those of a definition without permissions here."""
+        return self.caller(headers, query, peer, cid)[0]
+
+    def caller(self, headers, query=None, peer="", cid=None):
+        """``(grant, caller)``: :meth:`identify`'s grant, and who the caller is as services
+        see it (the definition's ``caller``, as on every channel; None when anonymous)."""
         credentials = Credentials(headers, (query or {}).get("token"), peer, cid)
         try:
             definition = authenticate(self._all, credentials, admitted=self._granted,
@@ -104,6 +109,6 @@ class Access:
             raise
         if definition is None:
             self.counters["anonymous"] += 1
-            return self.anonymous
+            return self.anonymous, None
         self.counters["authenticated"] += 1
-        return self.grants[definition.name]
+        return self.grants[definition.name], definition.caller

@@ -36,7 +36,7 @@ class InvokeChannel(MessageChannel):
         """Run ``service`` with ``data`` for ``protocol``'s caller; answer ``request_id``."""
         request = self.request(b"", {}, peer=protocol.peer)
         request.payload = data
-        request.caller = protocol.grant.name
+        request.caller = protocol.caller
         context = (protocol, request_id, service)
         if self.reading_paused:  # draining: the node is stopping
             self.failed(ServiceUnavailable("The node is stopping"), request, context)

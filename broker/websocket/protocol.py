@@ -54,7 +54,7 @@ def _dumps(value):
 class PubSubProtocol(WebSocketServerProtocol):
     """One client connection: its session, its permissions, its pending invocations."""
 
-    grant = None
+    grant = caller = None
     session = None
     _write_deadline = None  # a DelayedCall while the transport holds us paused
 
@@ -68,7 +68,7 @@ class PubSubProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         query = {k: v[0] for k, v in request.params.items() if v}
         try:
-            self.grant = factory.access.identify(headers, query, peer=request.peer)
+            self.grant, self.caller = factory.access.caller(headers, query, peer=request.peer)
         except Unauthorized:
             factory.counters["auth_refused"] += 1
             raise ConnectionDeny(401, "unauthorized") from None

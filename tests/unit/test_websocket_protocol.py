@@ -165,7 +165,7 @@ def test_invoke_answers_an_ok_frame_as_the_caller_the_handshake_identified(invok
     send, channel, harness = invoking
     reply = send({"op": "invoke", "id": 7, "service": "t.echo", "data": {"text": "ab", "repeat": 2}})
     assert reply == [{"op": "ok", "id": 7, "service": "t.echo", "cid": reply[0]["cid"],
-                      "data": {"text": "abab", "caller": "apps"}}]
+                      "data": {"text": "abab", "caller": "django"}}]
     assert send({"op": "invoke", "id": "s", "service": "t.text", "data": '{"a": [1]}'})[0]["data"] \
         == {"a": [1]}
     assert send({"op": "invoke", "id": 9, "service": "t.text", "data": "plain"})[0]["data"] == "plain"
