@@ -160,9 +160,6 @@ class BrokerNode(MultiService):
     def _start(self, components):
         for component in components:
             component.setServiceParent(self)
-        # keep the listener last, so that it stops first
-        self.services.remove(self.listener)
-        self.services.append(self.listener)
         log.info("components changed: {keys}",
                  keys=", ".join(f"{kind} {name}" for kind, name in (c.key for c in components)))
 
