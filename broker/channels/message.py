@@ -26,7 +26,6 @@ from twisted.logger import Logger
 
 from broker.errors import BrokerError, PayloadTooLarge, ServiceError, Timeout
 from broker.ids import new_cid
-from broker.security.credentials import authenticate
 from broker.services.context import ChannelInfo, Request, Response
 from broker.simpleio import decode
 
@@ -176,7 +175,7 @@ class MessageChannel(Service):
 
     def _publish(self, request):
         if self.info.security is not None:
-            request.caller = authenticate(self.info.security, request).caller
+            request.caller = self.info.security.authenticate(request)
         payload = decode(self.info.data_format, request.raw_request, request.content_type)
         return defer.maybeDeferred(self.resources.publish, self.topic_of(request), payload,
                                    publisher=self.name)

@@ -17,7 +17,6 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from broker.runtime import Resources
-from broker.security.credentials import authenticate
 from broker.errors import BrokerError, ResponseTooLarge, ServiceError, Timeout, ValidationError
 from broker.services.context import INTERNAL, Payload, Request, Response
 from broker.simpleio import CONTENT_TYPES, decode, encode
@@ -80,7 +79,7 @@ class Invoker:
         :class:`IInvoker`)."""
         channel = request.channel
         if channel.security is not None:
-            request.caller = authenticate(channel.security, request).caller
+            request.caller = channel.security.authenticate(request)  # the definition's caller
         entry = self.store.get(service_name)
         if request.payload is None and request.raw_request:
             request.payload = decode(channel.data_format, request.raw_request, request.content_type)
