@@ -39,7 +39,7 @@ class _Bare:
     """A handler answering every request with the same small JSON body."""
 
     def handle(self, request):
-        from broker.channels.http.protocol import HTTPResponse
+        from broker.http.protocol import HTTPResponse
         return HTTPResponse(200, [("Content-Type", "application/json"), ("X-Broker-CID", "0")],
                             b'{"text":"hellohello"}')
 

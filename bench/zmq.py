@@ -61,13 +61,13 @@ class Broker:
         self.proc.wait_ready(lambda: http_request(HOST, self.http, "GET", "/broker/ping")[0] == 200)
         return self
 
-    def invoked(self):
+    def handled(self):
         status, body = http_request(HOST, self.http, "GET", "/broker/metrics")
-        return json.loads(body)["counters"]["zmq.channel.bench.pull"]["invoked"]
+        return json.loads(body)["counters"]["zmq.channel.bench.pull"]["succeeded"]
 
     def wait_pulled(self, target, ctx, deadline):
         while time.monotonic() < deadline:
-            if self.invoked() >= target:
+            if self.handled() >= target:
                 return time.perf_counter()
             time.sleep(0.01)
         raise RuntimeError("broker did not finish in time")

@@ -6,10 +6,13 @@ error frame, an AMQP dead-letter).  ``code`` is the neutral name of the
 problem; ``status`` is the HTTP status most channels use for it.
 """
 
+import json
+
 __all__ = [
     "BrokerError", "BadRequest", "ValidationError", "Unauthorized", "Forbidden",
     "NotFound", "ServiceNotFound", "MethodNotAllowed", "PayloadTooLarge", "UnsupportedMediaType",
     "ResponseTooLarge", "ServiceError", "ServiceUnavailable", "Timeout", "TooManyRequests",
+    "error_body",
 ]
 
 
@@ -136,3 +139,11 @@ class Timeout(BrokerError):
     code = "timeout"
     status = 504
     default_message = "Service timed out"
+
+
+def error_body(error, cid):
+    """The JSON body of every error answer: Zato's shape plus a code and the field list."""
+    body = {"result": "Error", "cid": cid, "code": error.code, "details": error.message}
+    if error.errors:
+        body["errors"] = error.errors
+    return json.dumps(body, separators=(",", ":")).encode()

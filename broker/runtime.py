@@ -37,6 +37,9 @@ class Connections(Mapping):
             raise ValueError(f'outgoing {self.kind} connection "{name}" is defined twice')
         self._items[name] = connection
 
+    def remove(self, name):
+        self._items.pop(name, None)
+
     def __getitem__(self, name):
         try:
             return self._items[name]

@@ -5,11 +5,11 @@ import os
 from twisted.python import usage
 
 from broker.config import ConfigError
+from broker.node.model import DEFAULT_LISTEN
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_LISTEN", "Options", "makeService"]
 
 DEFAULT_CONFIG = os.path.join("etc", "broker.yaml")
-DEFAULT_LISTEN = "tcp:17010:interface=127.0.0.1"
 
 
 class Options(usage.Options):

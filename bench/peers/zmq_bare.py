@@ -16,7 +16,7 @@ import zmq
 from twisted.internet import reactor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from broker.channels.zmq.adapter import ZmqSocket, zmq_context  # noqa: E402
+from broker.zmq.adapter import ZmqSocket, zmq_context  # noqa: E402
 
 
 def _echo(body):

@@ -2,7 +2,7 @@
 
 Service routes are described from their channel (path, methods, data format,
 security) and the service's SimpleIO; a built-in route carries a
-:class:`RouteDoc`.  Every operation lists each status the server may answer
+:class:`~broker.http.router.RouteDoc`.  Every operation lists each status the server may answer
 it with, and that answer's body: the JSON error body (:data:`ERROR_SCHEMA`),
 or a SOAP fault where a SOAP channel answers one.  What the HTTP protocol
 refuses before any route is involved (a malformed request, a timeout, a size
@@ -15,7 +15,7 @@ import re
 
 from broker.simpleio import SOAP11_NS, SOAP12_NS
 
-__all__ = ["ERROR_SCHEMA", "PROTOCOL_ERRORS", "SERVICE_ERRORS", "RouteDoc", "build_openapi",
+__all__ = ["ERROR_SCHEMA", "PROTOCOL_ERRORS", "SERVICE_ERRORS", "build_openapi",
            "markdown"]
 
 # Docstrings are reStructuredText; Swagger UI renders Markdown: ``x`` and :role:`~a.b.x` → `x`.
@@ -128,34 +128,6 @@ missing or repeated, or a path that is not UTF-8 (400), a head or body that does
 time (408), a body over the limit (413), a head over the limit (431), a `Transfer-Encoding` other
 than `chunked` (501), too many connections (503). An unknown path is a 404, a method the path does
 not have a 405 with `Allow`."""
-
-
-class RouteDoc:
-    """How a built-in route is documented in the OpenAPI document.
-
-    :param summary: one line.
-    :param responses: ``{status: (description, {media type: schema})}``, the route's own answers.
-    :param errors: statuses the route answers with the JSON error body (the protocol's are added).
-    :param parameters: OpenAPI parameter objects; path parameters not among them are strings.
-    :param body: ``{media type: schema}`` of the request body, or None for none.
-    :param security: the security definitions accepting callers (None among them: anonymous
-        callers too); a 401 is documented when any is given.
-    :param tag: the group the route is shown in.
-    """
-
-    __slots__ = ("summary", "description", "responses", "errors", "parameters", "body", "security",
-                 "tag")
-
-    def __init__(self, summary, responses, *, description=None, errors=(), parameters=(), body=None,
-                 security=(), tag="broker"):
-        self.summary = summary
-        self.description = description
-        self.responses = responses
-        self.errors = tuple(errors)
-        self.parameters = tuple(parameters)
-        self.body = body
-        self.security = tuple(security)
-        self.tag = tag
 
 
 def markdown(doc):

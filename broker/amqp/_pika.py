@@ -71,11 +71,6 @@ def connection_factory(section, reactor, on_protocol):
     return Factory()
 
 
-def message_properties(**values):
-    """``BasicProperties`` with the given values."""
-    return BasicProperties(**values)
-
-
 class ConfirmChannel:
     """A channel in confirm mode that reports confirms by delivery tag.
 

@@ -1,9 +1,10 @@
 """The ``amqp`` channel: a RabbitMQ queue consumed into a service (or a pub/sub topic).
 
-Each message becomes a :class:`~broker.services.context.Request` (body decoded
-in the channel's data format, message properties and headers in
-``request.headers``) and is acked only **after** the service succeeded
-(at-least-once: a message whose ack was lost comes again, ``redelivered``).
+A :class:`~broker.channels.MessageChannel`: each message becomes a request
+(message properties and headers in ``request.headers``), runs and is counted
+there; this module adds consuming, and settling each message on RabbitMQ only
+**after** its service succeeded (at-least-once: a message whose ack was lost
+comes again, ``redelivered``):
 
 * a client error (bad input, too large) goes straight to the dead-letter
   queue, with the reason in ``x-broker-error*`` headers;
@@ -16,25 +17,26 @@ in the channel's data format, message properties and headers in
 
 Every republish (retry, dead letter, reply) goes out on the channel's own
 confirming publisher and is confirmed by RabbitMQ before the original is
-acked.  If it cannot be (the publisher is closed, RabbitMQ nacked it or closed
-the channel), the original is nacked with requeue after ``setup_retry``, never
-acked or dropped.  A publisher closed by RabbitMQ (a channel error) is reopened
-with backoff; health is not ok while it is down.  Acks and nacks go through
+acked; the message is in flight until then.  If it cannot be (the publisher
+is closed, RabbitMQ nacked it or closed the channel), the original is nacked
+with requeue after ``setup_retry``, never acked or dropped.  A publisher
+closed by RabbitMQ (a channel error) is reopened with backoff; health is not
+ok while it is down.  Acks and nacks go through
 :class:`~broker.amqp.acks.DeliveryAcks`, one per consumer channel.
+
+The channel uses its connection only while it runs: started, it sets up on
+the connection (at once if it is up, else on each connect); stopped, it
+cancels its consumers, drains, closes its AMQP channels and leaves.
 """
 
 import json
 
-from twisted.application.service import Service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from broker.amqp.acks import DeliveryAcks
 from broker.amqp.connection import describe_error
-from broker.errors import BrokerError, PayloadTooLarge, ServiceError
-from broker.ids import new_cid
-from broker.services.context import ChannelInfo, Request
-from broker.simpleio import decode
+from broker.channels import MessageChannel
 
 __all__ = ["AMQPChannel", "PublisherClosed", "RETRIES_HEADER", "build_amqp_channel"]
 
@@ -49,46 +51,85 @@ _PROPERTIES = (("content_type", "content-type"), ("content_encoding", "content-e
                ("user_id", "user-id"), ("timestamp", "timestamp"), ("priority", "priority"),
                ("expiration", "expiration"))
 
+#: For each kind of copy: the counter when RabbitMQ took it, and when it did not.
+_COPIES = {"retry": ("retried", "retry_failed"), "reply": ("replies", "reply_failed"),
+           "dead letter": ("dead_lettered", "dead_letter_failed")}
+
 
 class PublisherClosed(Exception):
     """The channel's publishing channel is closed (being reopened): nothing can be republished."""
 
 
-class AMQPChannel(Service):
+class AMQPChannel(MessageChannel):
     """Consumers of one queue, each on its own AMQP channel, plus one confirming publisher."""
 
-    def __init__(self, section, connection, *, invoker, store, resources, reactor):
-        self.key = section.name
-        self.name = f"amqp.channel.{section.name}"  # the service name in the node
-        self.section = section
+    type = "amqp"
+    metrics_key = "amqp.channel"
+
+    def __init__(self, section, ctx, connection):
+        super().__init__(section, ctx, topic=section.topic, extra={"queue": section.queue})
         self.connection = connection
-        self.info = ChannelInfo(section.name, "amqp", section.data_format, None,
-                                extra={"queue": section.queue})
-        self._invoker = invoker
-        self._store = store
-        self._resources = resources
-        self._reactor = reactor
         self._pika = None
         self._publisher = None
         self._consumers = []
         self._acks = {}          # consumer channel -> its DeliveryAcks
         self._tags = {}          # consumer channel -> consumer tag
-        self._held = {}          # message -> DelayedCall: kept unacked until a retry or requeue
-        self._drained = None
+        self._held = {}          # message -> the wait before its retry or requeue (unacked)
+        self._draining = False
         self._setup_call = None
         self._reopen_call = None
         self._reopen_delay = REOPEN_FIRST
-        self._generation = 0     # counts resets, so a late reopen knows it is stale
+        self._generation = 0     # counts resets, so a late set-up or reopen knows it is stale
         self.dead_letter_key = section.dead_letter_routing_key or f"{section.queue}.dead"
         self.last_error = None
         self.publisher_error = None
-        self.in_progress = 0
-        self.counters = {"received": 0, "acked": 0, "redelivered": 0, "client_errors": 0,
-                         "service_errors": 0, "retried": 0, "retry_failed": 0,
-                         "dead_lettered": 0, "dead_letter_failed": 0, "replies": 0,
-                         "reply_failed": 0, "requeued": 0, "ack_failed": 0,
-                         "publisher_closed": 0}
-        connection.add_user(self)
+        self.counters.update(acked=0, redelivered=0, retried=0, retry_failed=0, dead_lettered=0,
+                             dead_letter_failed=0, replies=0, reply_failed=0, requeued=0,
+                             ack_failed=0, publisher_closed=0)
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        self._draining = self.reading_paused = False
+        self.connection.add_user(self)  # set up at once if it is connected
+
+    def stopService(self):
+        """Drain (at most the connection's ``drain_timeout``), then close this channel's AMQP
+        channels (RabbitMQ requeues what is still unacked) and leave the connection."""
+        super().stopService()
+        for call in (self._setup_call, self._reopen_call):
+            if call is not None and call.active():
+                call.cancel()
+        timeout = self.connection.section.drain_timeout
+        drained = self.amqp_drain().addTimeout(timeout, self.reactor, onTimeoutCancel=lambda *_: (
+            log.warn("{channel}: messages still in flight after {timeout}s; stopping (they "
+                     "come again)", channel=self.name, timeout=timeout)))
+        return drained.addBoth(self._stopped)
+
+    def _stopped(self, _):
+        self.connection.remove_user(self)
+        self._reset()
+
+    def amqp_drain(self):
+        """Stop consuming; a Deferred firing once every message taken is settled and its ack
+        sent.  Messages waiting for their retry (or requeue) are requeued at once."""
+        self._draining = True
+        self._requeue_held()
+        return self.drain().addCallback(self._flush_acks)
+
+    def pause_reading(self):
+        """Cancel the consumers (on drain): RabbitMQ delivers nothing more."""
+        for channel, tag in self._tags.items():
+            try:
+                self._pika.cancel(channel, tag)
+            except Exception:
+                pass
+        self._tags = {}
+
+    def _flush_acks(self, _):
+        for acks in self._acks.values():
+            acks.flush()
 
     # -- setting up on each connection ------------------------------------------------
 
@@ -97,33 +138,60 @@ class AMQPChannel(Service):
         self._setup_call = None
         from broker.amqp import _pika
         self._pika = _pika
-        section = self.section
+        section, generation = self.section, self._generation
         try:
-            self._use_publisher((yield self._open_publisher(protocol)), protocol)
+            publisher = yield self._open_publisher(protocol)
+            if self._stale(protocol, generation, publisher):
+                return
+            self._use_publisher(publisher, protocol)
             for _ in range(section.consumers):
                 channel = yield protocol.channel()
-                yield channel.basic_qos(prefetch_count=section.prefetch)
+                if self._stale(protocol, generation, channel):
+                    return
                 self._consumers.append(channel)
-                self._acks[channel] = DeliveryAcks(channel, self.counters, self._reactor)
+                self._acks[channel] = DeliveryAcks(channel, self.counters, self.reactor)
                 channel.on_closed.addBoth(self._channel_closed, channel, protocol)
-                self._tags[channel] = yield _pika.consume(channel, section.queue, self._dispatch,
-                                                          lambda: self._cancelled(protocol))
+                yield channel.basic_qos(prefetch_count=section.prefetch)
+                tag = yield _pika.consume(channel, section.queue, self._on_message,
+                                          lambda: self._cancelled(protocol))
+                if self._stale(protocol, generation):
+                    if channel in self._acks:  # stopping: what it took drains
+                        _pika.cancel(channel, tag)
+                    return
+                self._tags[channel] = tag
         except Exception as exc:
-            self.last_error = f"cannot consume from queue {section.queue}: {exc}"
-            log.error("amqp channel {name}: {error}; retrying in {delay}s", name=self.key,
-                      error=self.last_error, delay=section.setup_retry)
-            self._reset()
-            self._retry_setup(protocol)
+            if not self._stale(protocol, generation):
+                self._start_over(protocol, f"cannot consume from queue {section.queue}: {exc}")
             return
         self.last_error = None
-        log.info("amqp channel {name}: consuming {queue} into {target} ({consumers} consumers, "
-                 "prefetch {prefetch})", name=self.key, queue=section.queue,
+        log.info("{channel}: consuming {queue} into {target} ({consumers} consumers, prefetch "
+                 "{prefetch})", channel=self.name, queue=section.queue,
                  target=section.service or f"topic {section.topic}", consumers=section.consumers,
                  prefetch=section.prefetch)
 
     def _current(self, protocol):
         """Still running on ``protocol``, and it is open."""
         return self.running and protocol.is_open and self.connection.protocol is protocol
+
+    def _stale(self, protocol, generation, opened=None):
+        """Whether a set-up must stop (reset or stopped meanwhile); ``opened`` is closed then."""
+        if generation == self._generation and self._current(protocol):
+            return False
+        if opened is not None and opened.is_open:
+            opened.close()
+        return True
+
+    def _start_over(self, protocol, error):
+        """Consuming failed (the queue is missing or was deleted, a consumer channel closed):
+        drop every AMQP channel and set up again after ``setup_retry``."""
+        if not self._current(protocol):
+            return
+        self.last_error = error
+        log.warn("{channel}: {error}; setting up again in {delay}s", channel=self.name,
+                 error=error, delay=self.section.setup_retry)
+        self._reset()
+        self._setup_call = self.reactor.callLater(self.section.setup_retry, self.amqp_connected,
+                                                  protocol)
 
     def _reset(self):
         """Drop every AMQP channel (RabbitMQ requeues what they had unacked)."""
@@ -140,62 +208,18 @@ class AMQPChannel(Service):
             if channel is not None and channel.is_open:
                 channel.close()
 
-    def _retry_setup(self, protocol):
-        if self._current(protocol):
-            self._setup_call = self._reactor.callLater(self.section.setup_retry,
-                                                       self.amqp_connected, protocol)
+    def _cancelled(self, protocol):
+        self._start_over(protocol, f"RabbitMQ cancelled the consumer of queue {self.section.queue}")
 
     def _channel_closed(self, reason, channel, protocol):
-        if channel not in self._consumers:
-            return
-        if self._current(protocol):
-            # The queue was deleted, or RabbitMQ cancelled us: start over on this connection.
-            self.last_error = f"consumer channel closed: {reason}"
-            log.warn("amqp channel {name}: {error}", name=self.key, error=self.last_error)
-            self._reset()
-            self._retry_setup(protocol)
-
-    def _cancelled(self, protocol):
-        """RabbitMQ cancelled the consumer (the queue was deleted): start over."""
-        if self._current(protocol):
-            self.last_error = f"RabbitMQ cancelled the consumer of queue {self.section.queue}"
-            log.warn("amqp channel {name}: {error}", name=self.key, error=self.last_error)
-            self._reset()
-            self._retry_setup(protocol)
+        if channel in self._consumers:  # the queue was deleted, RabbitMQ cancelled us...
+            self._start_over(protocol, f"consumer channel closed: {reason}")
 
     def amqp_lost(self, reason):
         self._reset()
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         self._setup_call = None
-
-    def stopService(self):
-        super().stopService()
-        for call in (self._setup_call, self._reopen_call):
-            if call is not None and call.active():
-                call.cancel()
-
-    def amqp_drain(self):
-        """Stop consuming; a Deferred firing once every message in progress is settled.
-
-        Messages waiting for their retry (or requeue) are requeued at once.
-        """
-        for channel, tag in self._tags.items():
-            try:
-                self._pika.cancel(channel, tag)
-            except Exception:
-                pass
-        self._tags = {}
-        self._drained = defer.Deferred()
-        self._requeue_held()
-        self._check_drained()
-        return self._drained
-
-    def _check_drained(self):
-        if self._drained is not None and self.in_progress <= 0 and not self._drained.called:
-            for acks in self._acks.values():
-                acks.flush()
-            self._drained.callback(None)
 
     # -- the publishing channel ------------------------------------------------------------
 
@@ -233,9 +257,8 @@ class AMQPChannel(Service):
         delay = self._reopen_delay
         self._reopen_delay = min(delay * 2, self.section.setup_retry)
         self.publisher_error = f"{error}; reopening it in {delay:g}s"
-        log.warn("amqp channel {name}: {error}", name=self.key, error=self.publisher_error)
-        self._reopen_call = self._reactor.callLater(delay, self._reopen, protocol,
-                                                    self._generation)
+        log.warn("{channel}: {error}", channel=self.name, error=self.publisher_error)
+        self._reopen_call = self.reactor.callLater(delay, self._reopen, protocol, self._generation)
 
     @defer.inlineCallbacks
     def _reopen(self, protocol, generation):
@@ -247,105 +270,56 @@ class AMQPChannel(Service):
                 self._reopen_later(protocol, "cannot reopen the publishing channel: "
                                              f"{describe_error(exc)}")
             return
-        if generation != self._generation or not self._current(protocol):
-            publisher.close()  # set up again (or stopped) meanwhile
-            return
-        self._use_publisher(publisher, protocol)
-        log.info("amqp channel {name}: publishing channel reopened", name=self.key)
+        if not self._stale(protocol, generation, publisher):
+            self._use_publisher(publisher, protocol)
+            log.info("{channel}: publishing channel reopened", channel=self.name)
 
-    def _dispatch(self, message):
-        try:
-            self._on_message(message)
-        except Exception:
-            log.failure("amqp channel {name}: dispatching a message failed", name=self.key)
-
-    # -- one message -------------------------------------------------------------------
+    # -- one message: MessageChannel runs it, then succeeded() or failed() -----------------
 
     def _on_message(self, message):
-        counters = self.counters
-        counters["received"] += 1
-        method, properties, body = message.method, message.properties, message.body
-        self.in_progress += 1
-        acks = self._acks.get(message.channel)
-        if acks is not None:
-            acks.started(method.delivery_tag)  # first: nothing is acked past it from now on
-        if method.redelivered:
-            counters["redelivered"] += 1
-        section = self.section
-        request = Request.from_channel(
-            body, _headers(method, properties), {}, {}, None, None, self.info,
-            properties.correlation_id or properties.message_id or new_cid(), None,
-            properties.content_type or "")
         try:
-            if len(body) > section.max_message_size:
-                raise PayloadTooLarge(f"Message of {len(body)} bytes is over the channel's "
-                                      f"max_message_size of {section.max_message_size}")
-            request.payload = decode(section.data_format, body, request.content_type)
-            if section.topic is not None:
-                result = self._resources.publish(section.topic, request.payload,
-                                                 publisher=f"amqp:{self.key}")
-            else:
-                result = self._invoker.run(self._store.get(section.service), request,
-                                           properties.reply_to is not None)
-        except BrokerError as error:
-            self._failed(error, message, request)
-            return
+            method, properties = message.method, message.properties
+            acks = self._acks.get(message.channel)
+            if acks is not None:
+                acks.started(method.delivery_tag)  # first: nothing is acked past it from now on
+            if method.redelivered:
+                self.counters["redelivered"] += 1
+            request = self.request(message.body, _headers(method, properties),
+                                   properties.correlation_id or properties.message_id,
+                                   properties.content_type or "")
+            self.process(request, message, properties.reply_to is not None)
         except Exception:
-            log.failure("amqp channel {name}: message failed (cid {cid})", name=self.key,
-                        cid=request.cid)
-            self._failed(ServiceError(), message, request)
-            return
-        if isinstance(result, defer.Deferred):
-            result.addCallbacks(self._succeeded, self._failed_async, (message, request), None,
-                                (message, request))
-        else:
-            self._succeeded(result, message, request)
+            log.failure("{channel}: taking a message failed", channel=self.name)
 
-    def _succeeded(self, result, message, request):
+    def succeeded(self, result, request, message):
+        """Ack; for RPC, publish the reply first."""
         reply_to = message.properties.reply_to
-        if reply_to is None or self.section.topic is not None:
-            self._settle(message, True)
-            return
+        if reply_to is None or self.topic is not None:
+            self._settle_delivery(message, True)
+            return None
         if self._gone(message):
-            return
+            return None
         properties = self._pika.BasicProperties(
             correlation_id=message.properties.correlation_id, content_type=result.content_type,
-            headers={"x-broker-cid": request.cid} if request.cid else None)
-        d = self._publish("", reply_to, result.body, properties)
-        d.addCallbacks(self._replied, self._reply_not_sent, (message,), None, (message,))
+            headers={"x-broker-cid": request.cid})
+        return self._republish(message, "", reply_to, result.body, properties, "reply")
 
-    def _failed_async(self, failure, message, request):
-        if failure.check(BrokerError):
-            self._failed(failure.value, message, request)
-        else:
-            log.failure("amqp channel {name}: message failed (cid {cid})", failure,
-                        name=self.key, cid=request.cid)
-            self._failed(ServiceError(), message, request)
-
-    def _failed(self, error, message, request):
+    def failed(self, error, request, message):
         """A client error is dead-lettered at once; a service error retried, then dead-lettered."""
         if self._gone(message):
-            return
-        headers = message.properties.headers or {}
-        retries = headers.get(RETRIES_HEADER, 0)
+            return None
+        retries = (message.properties.headers or {}).get(RETRIES_HEADER, 0)
         retries = retries if isinstance(retries, int) and retries > 0 else 0
-        if error.status < 500:
-            self.counters["client_errors"] += 1
-            log.info("amqp channel {name}: dead-lettering a bad message (cid {cid}): {error}",
-                     name=self.key, cid=request.cid, error=error.message)
-        else:
-            self.counters["service_errors"] += 1
+        if error.status >= 500:
             if retries < self.section.max_retries:
                 delay = self.retry_delay(retries + 1)
                 if delay > 0:
-                    self._hold(message, delay, self._retry, retries + 1)
-                else:
-                    self._retry(message, retries + 1)
-                return
-            log.warn("amqp channel {name}: dead-lettering a message after {retries} retries "
-                     "(cid {cid}): {error}", name=self.key, retries=retries, cid=request.cid,
+                    return self._hold(message, delay, self._retry, retries + 1)
+                return self._retry(message, retries + 1)
+            log.warn("{channel}: dead-lettering a message after {retries} retries (cid {cid}): "
+                     "{error}", channel=self.name, retries=retries, cid=request.cid,
                      error=error.message)
-        self._dead_letter(message, error, request, retries)
+        return self._dead_letter(message, error, request, retries)
 
     def retry_delay(self, retry):
         """Seconds to wait before retry number ``retry`` (1, 2...): ``retry_delay`` doubling
@@ -357,35 +331,37 @@ class AMQPChannel(Service):
 
     def _retry(self, message, retries):
         properties = _copy_properties(self._pika, message.properties, {RETRIES_HEADER: retries})
-        d = self._publish("", self.section.queue, message.body, properties)
-        d.addCallbacks(self._republished, self._republish_failed, (message, "retried"), None,
-                       (message, "retry"))
+        return self._republish(message, "", self.section.queue, message.body, properties, "retry")
 
     def _dead_letter(self, message, error, request, retries):
+        section = self.section
         extra = {"x-broker-error-code": error.code, "x-broker-error": error.message,
-                 "x-broker-channel": self.key, "x-broker-queue": self.section.queue,
-                 RETRIES_HEADER: retries}
+                 "x-broker-channel": section.name, "x-broker-queue": section.queue,
+                 RETRIES_HEADER: retries, "x-broker-cid": request.cid}
         if error.errors:
             extra["x-broker-errors"] = json.dumps(error.errors)
-        if self.section.service:
-            extra["x-broker-service"] = self.section.service
-        if request.cid:
-            extra["x-broker-cid"] = request.cid
+        if section.service:
+            extra["x-broker-service"] = section.service
         properties = _copy_properties(self._pika, message.properties, extra)
-        d = self._publish(self.section.dead_letter_exchange, self.dead_letter_key, message.body,
-                          properties)
-        d.addCallbacks(self._republished, self._republish_failed, (message, "dead_lettered"),
-                       None, (message, "dead letter"))
+        settled = self._republish(message, section.dead_letter_exchange, self.dead_letter_key,
+                                  message.body, properties, "dead letter")
         if message.properties.reply_to is not None:
             body = json.dumps({"result": "Error", "cid": request.cid, "code": error.code,
                                "details": error.message, "errors": error.errors}).encode()
             reply = self._pika.BasicProperties(
                 correlation_id=message.properties.correlation_id, content_type="application/json",
                 headers={"x-broker-error-code": error.code})
-            self._publish("", message.properties.reply_to, body, reply).addErrback(
+            self._send("", message.properties.reply_to, body, reply).addErrback(
                 self._error_reply_failed)
+        return settled
 
-    def _publish(self, exchange, routing_key, body, properties):
+    def _republish(self, message, exchange, routing_key, body, properties, copy):
+        """Publish a ``copy`` of ``message``, then settle it; a Deferred firing once settled."""
+        d = self._send(exchange, routing_key, body, properties)
+        return d.addCallbacks(self._republished, self._republish_failed, (message, copy), None,
+                              (message, copy))
+
+    def _send(self, exchange, routing_key, body, properties):
         """Publish on the confirming channel; a Deferred firing once RabbitMQ confirmed it."""
         publisher = self._publisher
         if publisher is None or not publisher.is_open:
@@ -396,48 +372,35 @@ class AMQPChannel(Service):
         except Exception:  # closing: pika refuses to send
             return defer.fail()
 
-    def _republished(self, _frame, message, counter):
-        self.counters[counter] += 1
+    def _republished(self, _frame, message, copy):
+        self.counters[_COPIES[copy][0]] += 1
         self._reopen_delay = REOPEN_FIRST  # the publisher works
-        self._settle(message, True)
+        self._settle_delivery(message, True)
 
-    def _republish_failed(self, failure, message, what):
+    def _republish_failed(self, failure, message, copy):
         """RabbitMQ did not take the copy: requeue the original later, never ack or drop it."""
-        self.counters["dead_letter_failed" if what == "dead letter" else "retry_failed"] += 1
-        log.error("amqp channel {name}: {what} publish failed ({error}); requeueing the message "
-                  "in {delay}s", name=self.key, what=what, error=describe_error(failure.value),
+        self.counters[_COPIES[copy][1]] += 1
+        if copy == "reply" and failure.check(self._pika.UnroutableError):
+            # The caller's reply queue is gone: the service did its work; no reason to run it
+            # again.
+            log.warn("{channel}: reply to {queue} not delivered: no such queue",
+                     channel=self.name, queue=message.properties.reply_to)
+            self._settle_delivery(message, True)
+            return None
+        log.error("{channel}: {copy} publish failed ({error}); requeueing the message in {delay}s",
+                  channel=self.name, copy=copy, error=describe_error(failure.value),
                   delay=self.section.setup_retry)
-        self._hold(message, self.section.setup_retry, self._settle, False)
-
-    def _replied(self, _frame, message):
-        self.counters["replies"] += 1
-        self._reopen_delay = REOPEN_FIRST
-        self._settle(message, True)
-
-    def _reply_not_sent(self, failure, message):
-        self.counters["reply_failed"] += 1
-        if failure.check(self._pika.UnroutableError):
-            # The caller's reply queue is gone: the service did its work; no reason to run
-            # it again.
-            log.warn("amqp channel {name}: reply to {queue} not delivered: no such queue",
-                     name=self.key, queue=message.properties.reply_to)
-            self._settle(message, True)
-            return
-        log.error("amqp channel {name}: reply publish failed ({error}); requeueing the message "
-                  "in {delay}s", name=self.key, error=describe_error(failure.value),
-                  delay=self.section.setup_retry)
-        self._hold(message, self.section.setup_retry, self._settle, False)
+        return self._hold(message, self.section.setup_retry, self._settle_delivery, False)
 
     def _error_reply_failed(self, failure):
         self.counters["reply_failed"] += 1
-        log.warn("amqp channel {name}: error reply not delivered: {error}", name=self.key,
+        log.warn("{channel}: error reply not delivered: {error}", channel=self.name,
                  error=describe_error(failure.value))
 
     # -- settling ----------------------------------------------------------------------------
 
-    def _settle(self, message, ack):
+    def _settle_delivery(self, message, ack):
         """Ack ``message`` (coalesced) or nack it with requeue (at once): exactly once each."""
-        self.in_progress -= 1
         acks = self._acks.get(message.channel)
         if acks is None:  # its channel is gone: RabbitMQ requeued it, it comes again
             self.counters["ack_failed"] += 1
@@ -445,36 +408,35 @@ class AMQPChannel(Service):
             acks.ack(message.method.delivery_tag)
         else:
             acks.nack(message.method.delivery_tag)
-        if self._drained is not None:
-            self._check_drained()
 
     def _gone(self, message):
         """True (and settled) when ``message``'s channel closed: nothing is republished for it."""
         if message.channel in self._acks:
             return False
-        self._settle(message, False)
+        self._settle_delivery(message, False)
         return True
 
     def _hold(self, message, delay, then, *args):
-        """Keep ``message`` unacked for ``delay`` seconds, then ``then(message, *args)``.
+        """Keep ``message`` unacked for ``delay`` seconds, then ``then(message, *args)``; a
+        Deferred firing once it is settled.
 
         Bounded by the prefetch: a held message keeps its slot.  While draining
         (or once its channel is gone) it is requeued at once instead.
         """
-        if self._drained is not None or message.channel not in self._acks:
-            self._settle(message, False)
-            return
-        self._held[message] = self._reactor.callLater(delay, self._release, message, then, args)
+        if self._draining or message.channel not in self._acks:
+            self._settle_delivery(message, False)
+            return None
+        wait = self._held[message] = task.deferLater(self.reactor, delay, self._release, message)
+        return wait.addCallbacks(lambda _: then(message, *args),
+                                 lambda _: self._settle_delivery(message, False))  # requeued early
 
-    def _release(self, message, then, args):
+    def _release(self, message):
         del self._held[message]
-        then(message, *args)
 
     def _requeue_held(self):
         held, self._held = self._held, {}
-        for message, call in held.items():
-            call.cancel()
-            self._settle(message, False)
+        for wait in held.values():
+            wait.cancel()
 
     # -- health and metrics ---------------------------------------------------------------
 
@@ -489,7 +451,7 @@ class AMQPChannel(Service):
         return report
 
     def metrics(self):
-        return {**self.counters, "in_progress": self.in_progress, "waiting": len(self._held)}
+        return {**super().metrics(), "waiting": len(self._held)}
 
 
 def _headers(method, properties):
@@ -518,9 +480,4 @@ def _copy_properties(_pika, properties, extra_headers):
 
 def build_amqp_channel(section, ctx):
     """The consuming service for one checked ``amqp`` channel section."""
-    connection = ctx.connection(section, "connection", "amqp")
-    channel = AMQPChannel(section, connection, invoker=ctx.invoker, store=ctx.store,
-                          resources=ctx.resources, reactor=ctx.reactor)
-    ctx.resources.health[f"amqp.channel.{section.name}"] = channel.health
-    ctx.resources.metrics[f"amqp.channel.{section.name}"] = channel.metrics
-    return channel
+    return AMQPChannel(section, ctx, ctx.connection(section, "connection", "amqp"))

@@ -26,9 +26,12 @@ log = Logger()
 class AMQPConnection(Service):
     """A named connection to RabbitMQ that reconnects forever with backoff.
 
-    Users register with :meth:`add_user`; a user has
-    ``amqp_connected(connection)`` (may return a Deferred; its failure is the
-    user's own business) and ``amqp_lost(reason)``.
+    Users (channels, outgoing connections) register with :meth:`add_user` when
+    they start and leave with :meth:`remove_user` when they stopped (each
+    closes its own AMQP channels).  A user has ``amqp_connected(protocol)``
+    (may return a Deferred; its failure is the user's own business),
+    ``amqp_lost(reason)`` and ``amqp_drain()`` (a Deferred, or None, once its
+    work is done: the connection closes only after its users drained).
 
     :ivar state: ``stopped``, ``connecting``, ``connected`` or ``waiting`` (to retry).
     :ivar protocol: the live ``TwistedProtocolConnection``, or None.
@@ -49,9 +52,15 @@ class AMQPConnection(Service):
                          "topology_failures": 0}
 
     def add_user(self, user):
+        """Tell ``user`` about each connection from now on (at once if connected)."""
         self._users.append(user)
         if self.protocol is not None:
             self._tell(user, self.protocol)
+
+    def remove_user(self, user):
+        """Tell ``user`` nothing more."""
+        if user in self._users:
+            self._users.remove(user)
 
     # -- IService -------------------------------------------------------------
 
@@ -78,7 +87,7 @@ class AMQPConnection(Service):
         self.state = "stopped"
         if self.protocol is None or not self.protocol.is_open:
             return self._close()
-        drains = [defer.maybeDeferred(user.amqp_drain) for user in self._users]
+        drains = [defer.maybeDeferred(user.amqp_drain) for user in list(self._users)]
         drained = defer.DeferredList(drains, consumeErrors=True)
         drained.addTimeout(self.section.drain_timeout, self._reactor,
                            onTimeoutCancel=lambda *_: log.warn(

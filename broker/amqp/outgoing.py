@@ -7,7 +7,9 @@ Messages wait in a bounded outbox while the connection is down or
 ``max_in_flight`` are unconfirmed; a full outbox fails at once.  Messages
 unconfirmed when a connection drops go back to the head of the outbox and
 are sent again after reconnecting (at-least-once: duplicates are possible,
-each message carries a ``message_id`` to dedupe on).
+each message carries a ``message_id`` to dedupe on).  It uses its connection
+only while it runs: started, it opens its channel (at once if connected);
+stopped, it waits for its confirms, closes the channel and leaves.
 """
 
 from collections import deque
@@ -58,14 +60,13 @@ class AMQPOutgoing(Service):
         self._in_flight = {}     # delivery tag -> message, sent and not yet confirmed
         self._lowest_tag = 1
         self._returned_ids = {}  # message_id -> reason, for basic.return before its ack
-        self._drained = None
+        self._drained = []       # Deferreds waiting for nothing to be unconfirmed
         self._pending = deque()  # every unsettled message, oldest (earliest deadline) first
         self._timer = None       # one timer, for the oldest message's deadline
         self._setup_call = None
         self.last_error = None
         self.counters = {"published": 0, "confirmed": 0, "nacked": 0, "unroutable": 0,
                          "outbox_full": 0, "timeouts": 0, "resent": 0, "failed": 0}
-        connection.add_user(self)
 
     # -- the API services use -------------------------------------------------------
 
@@ -172,9 +173,10 @@ class AMQPOutgoing(Service):
             message.deferred.errback(error)
         while pending and pending[0].deferred.called:  # confirms come (nearly) in order
             pending.popleft()
-        if self._drained is not None and not (self._in_flight or self._outbox):
-            drained, self._drained = self._drained, None
-            drained.callback(None)
+        if self._drained and not (self._in_flight or self._outbox):
+            drained, self._drained = self._drained, []
+            for waiting in drained:
+                waiting.callback(None)
 
     def _expire(self):
         """Fail every message past its deadline; wait for the next oldest one."""
@@ -213,6 +215,9 @@ class AMQPOutgoing(Service):
                       error=self.last_error)
             self._retry_setup(protocol)
             return
+        if not self.running:  # stopped meanwhile
+            twisted_channel.close()
+            return
         self.last_error = None
         self._channel = channel
         self._lowest_tag = 1
@@ -250,21 +255,36 @@ class AMQPOutgoing(Service):
         """A Deferred firing once nothing waits for a confirm (or to be sent)."""
         if not (self._in_flight or self._outbox):
             return None
-        self._drained = defer.Deferred()
-        return self._drained
+        self._drained.append(defer.Deferred())
+        return self._drained[-1]
 
     def amqp_lost(self, reason):
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         self._setup_call = None
 
+    def startService(self):
+        super().startService()
+        self.connection.add_user(self)  # set up at once if it is connected
+
     def stopService(self):
-        """Publishing goes on while the connection drains; what is left fails when it closes."""
+        """Wait for what is unconfirmed (at most the connection's ``drain_timeout``), then
+        close the channel (what is left fails) and leave the connection."""
         super().stopService()
         if self._setup_call is not None and self._setup_call.active():
             self._setup_call.cancel()
         if self._channel is None:
             self._fail_all([], "The broker is stopping; message not sent")
+            return self._stopped(None)
+        drained = defer.maybeDeferred(self.amqp_drain)
+        drained.addTimeout(self.connection.section.drain_timeout, self._reactor,
+                           onTimeoutCancel=lambda *_: None)
+        return drained.addBoth(self._stopped)
+
+    def _stopped(self, _):
+        self.connection.remove_user(self)
+        if self._channel is not None and self._channel.is_open:
+            self._channel.twisted.close()  # _channel_closed fails what is left
 
     def _fail_all(self, unconfirmed, reason):
         waiting, self._outbox = list(self._outbox), deque()
@@ -299,6 +319,6 @@ def build_amqp_outgoing(section, ctx):
     """The outgoing object for one checked ``amqp`` outgoing section."""
     connection = ctx.connection(section, "connection", "amqp")
     outgoing = AMQPOutgoing(section, connection, ctx.reactor)
-    ctx.resources.health[f"amqp.outgoing.{section.name}"] = outgoing.health
-    ctx.resources.metrics[f"amqp.outgoing.{section.name}"] = outgoing.metrics
+    ctx.health(f"amqp.outgoing.{section.name}", outgoing.health)
+    ctx.metrics(f"amqp.outgoing.{section.name}", outgoing.metrics)
     return outgoing

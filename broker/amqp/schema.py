@@ -3,13 +3,13 @@
 Every queue, window, retry and timeout is bounded here and has a default.
 """
 
-from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, MapOf, Path,
-                                  Schema, Size, Str)
+from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, MapOf, Name,
+                                  Path, Schema, Size, Str)
 from broker.simpleio import FORMATS
 
 __all__ = ["AMQP_CHANNEL", "AMQP_CONNECTION", "AMQP_OUTGOING"]
 
-_NAME = Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), required=True)
+_NAME = Field(Name(), required=True)
 _TYPE = Field(Str(), required=True)
 
 EXCHANGE = Schema("amqp exchange", {
@@ -61,8 +61,9 @@ AMQP_CONNECTION = Schema("amqp connection", {
     "connect_timeout": Field(Duration(min=0.1, max=600), default=10.0,
                              doc="TCP connect plus the AMQP handshake"),
     "drain_timeout": Field(Duration(min=0, max=600), default=5.0,
-                           doc="on shutdown, wait this long for messages in progress to be "
-                               "acked and publishes confirmed"),
+                           doc="on shutdown, or when a channel or outgoing on it stops, wait "
+                               "this long for messages in flight to be acked and publishes "
+                               "confirmed"),
     "reconnect_initial": Field(Duration(min=0.01, max=600), default=0.5),
     "reconnect_max": Field(Duration(min=0.01, max=3600), default=10.0),
     "exchanges": Field(ListOf(EXCHANGE), default=[], doc="declared on every (re)connect"),

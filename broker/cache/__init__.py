@@ -7,8 +7,9 @@ default) and :class:`RedisCache` (a Redis failure is a miss, never an error).
 """
 
 from broker.cache.base import decode, encode
-from broker.cache.config import CACHE_SECTION, build_caches
+from broker.cache.config import CACHE_SECTION, FEATURE, build_caches
 from broker.cache.memory import MemoryCache
 from broker.cache.redis import RedisCache
 
-__all__ = ["CACHE_SECTION", "MemoryCache", "RedisCache", "build_caches", "decode", "encode"]
+__all__ = ["CACHE_SECTION", "FEATURE", "MemoryCache", "RedisCache", "build_caches", "decode",
+           "encode"]

@@ -22,11 +22,12 @@ and a memory one when it is empty.  The builder sets
 
 from broker.cache.memory import MemoryCache
 from broker.cache.redis import RedisCache
-from broker.config.schema import Choice, Duration, Field, Int, ListOf, Schema, Size, Str, config_error
+from broker.components import ComponentType, Needs
+from broker.config.schema import (Choice, Duration, Field, Int, ListOf, Name, Schema, Size, Str,
+                                  config_error)
 
-__all__ = ["CACHE_SECTION", "build_caches"]
+__all__ = ["CACHE_SECTION", "FEATURE", "build_caches"]
 
-_NAME = r"^[A-Za-z0-9][\w.\-]*$"
 
 
 def _needs_redis(section):
@@ -53,7 +54,7 @@ def _fields(named):
         "max_value_size": Field(Size(min=1), default="1MiB"),
     }
     if named:
-        fields = {"name": Field(Str(pattern=_NAME), required=True), **fields}
+        fields = {"name": Field(Name(), required=True), **fields}
     return fields
 
 
@@ -94,8 +95,13 @@ def build_caches(section, ctx):
     for item in section.named:
         prefix = item.prefix if item.prefix is not None else f"{section.prefix}{item.name}:"
         caches[item.name] = _build_one(item, item.name, prefix, ctx)
-    ctx.resources.cache = caches["default"]
-    ctx.resources.caches = caches
+    ctx.lend("cache", caches["default"])
+    ctx.lend("caches", caches)
     for name, cache in caches.items():
-        ctx.resources.metrics[f"cache.{name}"] = cache.metrics
+        ctx.metrics(f"cache.{name}", cache.metrics)
     return caches
+
+
+#: The ``cache:`` section: ``self.cache`` and ``self.caches[name]``.
+FEATURE = ComponentType(CACHE_SECTION, build_caches,
+                        needs=[Needs.connection("redis", "redis", each="named")])

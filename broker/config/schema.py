@@ -19,11 +19,11 @@ from collections.abc import Mapping
 
 from broker.config.loader import Located, Section, config_error
 from broker.config.values import (NOTHING, Any, Bool, Choice, Duration, Endpoint, Float, Int,
-                                  ListOf, MapOf, Path, Size, Str, Type, Where, join_key, show,
+                                  ListOf, MapOf, Name, Path, Size, Str, Type, Where, join_key, show,
                                   suggest, typed_text)
 
 __all__ = ["NOTHING", "Any", "Bool", "Choice", "Duration", "Endpoint", "Field", "Float", "Int",
-           "ListOf", "MapOf", "Path", "Schema", "Section", "Size", "Str", "Tagged", "Type",
+           "ListOf", "MapOf", "Name", "Path", "Schema", "Section", "Size", "Str", "Tagged", "Type",
            "config_error"]
 
 

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from broker.config.loader import ConfigError, Located, LocatedList, to_plain
 
 __all__ = ["NOTHING", "Any", "Bool", "Choice", "Duration", "Endpoint", "Float", "Int", "ListOf",
-           "MapOf", "Path", "Size", "Str", "Type", "Where", "join_key", "show", "suggest",
+           "MapOf", "Name", "Path", "Size", "Str", "Type", "Where", "join_key", "show", "suggest",
            "typed_text"]
 
 
@@ -150,6 +150,23 @@ class Str(Type):
         if self.pattern is not None and not self.pattern.search(text):
             raise where.error(self.problem or f"must match {self.pattern.pattern}, got {show(text)}")
         return text
+
+
+class Name(Str):
+    """The name of something in the config (a channel, a connection, a job...): letters,
+    digits, ``_``, ``.`` and ``-``, starting with a letter or a digit."""
+
+    PATTERN = r"^[A-Za-z0-9][\w.\-]*$"
+
+    def __init__(self):
+        super().__init__(self.PATTERN, problem=None)
+
+    def _check(self, value, where):
+        text = typed_text(value, where)
+        if text is not None and not self.pattern.search(text):
+            raise where.error(f"expected a name (letters, digits, _ . -, starting with a letter or "
+                              f"a digit), got {show(text)}")
+        return super()._check(value, where)
 
 
 class Int(Type):

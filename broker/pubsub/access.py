@@ -7,15 +7,19 @@ only a definition without permissions here accepts are refused naming it (403),
 so the fix is clear.  Credentials:
 ``Authorization: Basic``, an API key header, ``Authorization: Bearer <t>``
 or, for browsers that cannot set headers on a WebSocket, ``?token=<t>``
-(a bearer token, also accepted as the API key).
+(a bearer token, also accepted as the API key); checked by
+:func:`broker.security.credentials.authenticate`.
 """
 
 from broker.errors import Forbidden, Unauthorized
 from broker.pubsub.topics import PatternSet
+from broker.security.credentials import Credentials, authenticate
 
 __all__ = ["Access", "Grant", "ANONYMOUS"]
 
 ANONYMOUS = "anonymous"
+_NO_PERMISSIONS = ('security definition "{name}" has no pub/sub permissions '
+                   '(none under pubsub.permissions)')
 
 
 class Grant:
@@ -64,82 +68,47 @@ def _covers(a, p):
     return False
 
 
-class _Shim:
-    """What a security definition's ``authenticate`` reads."""
-
-    def __init__(self, headers, peer, cid):
-        self.headers, self.peer, self.cid = headers, peer, cid
-
-
 class Access:
     """Identifies callers and answers their :class:`Grant`.
 
-    :param definitions: ``{name: security definition}`` tried in order.
-    :param grants: ``{name: Grant}`` for those definitions and ``anonymous``.
-    :param ungranted: the node's other definitions, to explain a refusal of their callers.
+    :param definitions: the node's live ``{name: security definition}``, read when a caller
+        comes (so a definition changed while the node runs is used at once): those with a
+        grant may pass; the others explain a refusal of their callers.
+    :param grants: ``{name: Grant}`` for definitions and ``anonymous``.
     """
 
-    def __init__(self, definitions, grants, ungranted=None):
-        self.definitions = dict(definitions)
+    def __init__(self, definitions, grants):
+        self._all = definitions
         self.grants = dict(grants)
-        self.ungranted = dict(ungranted or {})
         self.anonymous = self.grants.get(ANONYMOUS) or Grant(ANONYMOUS)
-        self._api_headers = tuple(d.key_header for d in self.definitions.values() if d.key_header)
+        self._granted = frozenset(self.grants) - {ANONYMOUS}
         self.counters = {"authenticated": 0, "anonymous": 0, "auth_failures": 0, "denied": 0}
 
+    @property
+    def definitions(self):
+        """``{name: definition}`` of the definitions with a grant, as they are now."""
+        return {name: d for name, d in self._all.items() if name in self._granted}
+
     def identify(self, headers, query=None, peer="", cid=None):
-        """The caller's :class:`Grant`; raise Unauthorized for wrong credentials."""
-        if "authorization" not in headers and not (query and "token" in query) \
-                and not any(h in headers for h in self._api_headers):
-            self.counters["anonymous"] += 1
-            return self.anonymous
-        headers = dict(headers)
-        token = (query or {}).get("token")
-        if token and "authorization" not in headers:
-            headers["authorization"] = f"Bearer {token}"
-        auth = headers.get("authorization", "")
-        bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        offered = bool(auth) or any(
-            d.key_header in headers for d in self.definitions.values())
-        if not offered:
-            self.counters["anonymous"] += 1
-            return self.anonymous
-        name = self._accepting(self.definitions, headers, bearer, peer, cid)
-        if name is not None:
-            self.counters["authenticated"] += 1
-            return self.grants[name]
-        name = self._accepting(self.ungranted, headers, bearer, peer, cid)
-        if name is not None:
+        """The caller's :class:`Grant`; raise Unauthorized for wrong credentials, Forbidden
+        for those of a definition without permissions here."""
+        return self.caller(headers, query, peer, cid)[0]
+
+    def caller(self, headers, query=None, peer="", cid=None):
+        """``(grant, caller)``: :meth:`identify`'s grant, and who the caller is as services
+        see it (the definition's ``caller``, as on every channel; None when anonymous)."""
+        credentials = Credentials(headers, (query or {}).get("token"), peer, cid)
+        try:
+            definition = authenticate(self._all, credentials, admitted=self._granted,
+                                      anonymous=True, refusal=_NO_PERMISSIONS)
+        except Forbidden:
             self.counters["denied"] += 1
-            raise Forbidden(f'security definition "{name}" has no pub/sub permissions '
-                            f'(none under pubsub.permissions)')
-        self.counters["auth_failures"] += 1
-        raise Unauthorized()
-
-    def _accepting(self, definitions, headers, bearer, peer, cid):
-        """The name of the first of ``definitions`` accepting these credentials, or None."""
-        for name, definition in definitions.items():
-            seen = headers
-            api_header = definition.key_header
-            if api_header and bearer and api_header not in headers:
-                seen = {**headers, api_header: bearer}
-            if not self._offers(definition, seen):
-                continue
-            try:
-                definition.authenticate(_Shim(seen, peer, cid))
-            except Unauthorized:
-                continue
-            return name
-        return None
-
-    @staticmethod
-    def _offers(definition, headers):
-        """Only ask a definition that could accept these credentials (fewer false alarms)."""
-        api_header = definition.key_header
-        if api_header:
-            return api_header in headers
-        scheme = headers.get("authorization", "").partition(" ")[0].lower()
-        if definition.type == "basic_auth":
-            return scheme == "basic"
-        return bool(scheme)
-
+            raise
+        except Unauthorized:
+            self.counters["auth_failures"] += 1
+            raise
+        if definition is None:
+            self.counters["anonymous"] += 1
+            return self.anonymous, None
+        self.counters["authenticated"] += 1
+        return self.grants[definition.name], definition.caller

@@ -1,19 +1,21 @@
 """The ``pubsub:`` config section and how a node gets its topics.
 
-Builds the :class:`~broker.pubsub.hub.Hub` (``ctx.resources.pubsub``), the
-``/ws`` WebSocket endpoint, ``POST /broker/publish/{topic}`` and, when asked,
-the ``/demo/live`` page.  See ``docs/websocket.md``.
+Builds the :class:`~broker.pubsub.hub.Hub` (``resources.pubsub``) and who may
+use which topics.  The section also configures the fronts that the
+transports build on the hub (:mod:`broker.websocket.front`).  See
+``docs/websocket.md``.
 """
 
 from twisted.application.service import Service
 
+from broker.components import ComponentType, Needs
 from broker.config.schema import (Bool, Choice, Duration, Field, Int, ListOf, MapOf, Schema, Size,
                                   Str, config_error)
 from broker.pubsub.access import ANONYMOUS, Access, Grant
 from broker.pubsub.hub import Hub, TopicPolicy
 from broker.pubsub.topics import TopicError, check_pattern
 
-__all__ = ["PUBSUB", "build_pubsub"]
+__all__ = ["FEATURE", "PUBSUB", "PubSubService", "build_pubsub"]
 
 
 def _patterns(values):
@@ -88,10 +90,15 @@ PUBSUB = Schema("pubsub", {
 
 
 class PubSubService(Service):
-    """Starts the Redis backplane (when configured) with the node."""
+    """The node's topics: starts and stops the Redis backplane (when configured).
 
-    def __init__(self, hub):
+    :ivar hub: the :class:`~broker.pubsub.hub.Hub` services publish to.
+    :ivar access: the :class:`~broker.pubsub.access.Access` its fronts check callers with.
+    """
+
+    def __init__(self, hub, access):
         self.hub = hub
+        self.access = access
         self.setName("pubsub")
 
     def startService(self):
@@ -107,7 +114,11 @@ class PubSubService(Service):
 
 
 def build_pubsub(section, ctx):
-    """The node's topics from the checked ``pubsub`` section; None when disabled."""
+    """The node's topics from the checked ``pubsub`` section; None when disabled.
+
+    Its fronts (``/ws``, ``POST /broker/publish/{topic}``, the live page) are
+    built by :mod:`broker.websocket.front` from the same section.
+    """
     if not section.enabled:
         return None
     from broker.pubsub.stores import MemoryStore, RedisStore
@@ -119,8 +130,7 @@ def build_pubsub(section, ctx):
                                f'(known: {", ".join(sorted(ctx.security)) or "none"}; '
                                f'or "{ANONYMOUS}")')
         grants[name] = Grant(name, grant.subscribe, grant.publish, grant.invoke)
-    access = Access({n: ctx.security[n] for n in grants if n != ANONYMOUS}, grants,
-                    {n: d for n, d in ctx.security.items() if n not in grants})
+    access = Access(ctx.definitions, grants)
 
     policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
                             t.overflow or section.overflow) for t in section.topics]
@@ -129,27 +139,14 @@ def build_pubsub(section, ctx):
         connection = ctx.connection(section, "redis", "redis")
         store = RedisStore(connection, section.namespace, ctx.reactor, section.history_ttl,
                            section.bus_retry_delay, section.bus_retry_max_delay)
-        ctx.resources.health["pubsub"] = store.health
+        ctx.health("pubsub", store.health)
     else:
         store = MemoryStore(ctx.reactor, section.max_topics)
     hub = Hub(store, policies, section.max_message_size, section.max_replay, ctx.reactor)
-    ctx.resources.pubsub = hub
-    ctx.resources.metrics["pubsub"] = lambda: {**hub.metrics(), **access.counters}
+    ctx.lend("pubsub", hub)
+    ctx.metrics("pubsub", lambda: {**hub.metrics(), **access.counters})
+    return PubSubService(hub, access)
 
-    from broker.channels.http.router import Route
-    from broker.pubsub.http import HTTPPublisher, live_page_routes, publish_doc
-    if section.http_publish:
-        ctx.router.add(Route("broker.publish", "/broker/publish/{topic}", ("POST",),
-                             HTTPPublisher(hub, access), kind="builtin", doc=publish_doc(access)))
-    if section.live_page:
-        for route in live_page_routes():
-            ctx.router.add(route)
-    ws = section.websocket
-    if ws.enabled:
-        from broker.channels.websocket.protocol import PubSubFactory
-        factory = PubSubFactory(hub, access, ctx.invoker, ws, ctx.reactor,
-                                ctx.config.limits.write_timeout)
-        ctx.http_app.upgrade_handlers[ws.path] = factory.upgrade
-        ctx.resources.metrics["websocket"] = factory.metrics
-        hub.websocket = factory
-    return PubSubService(hub)
+
+#: The ``pubsub:`` section: topics, permissions, history, the Redis backplane.
+FEATURE = ComponentType(PUBSUB, build_pubsub, needs=[Needs.connection("redis", "redis")])

@@ -14,7 +14,7 @@
 Where a feature names a Redis connection (``cache.redis``, ``scheduler.redis``,
 ``pubsub.redis``) a ``redis://[:password@]host[:port][/db]`` URL may stand in
 for the name: the node then makes one connection per URL with the defaults
-below (:func:`redis_connection_from_url`).  ``redis: ${BROKER_REDIS_URL:}``
+below (:func:`build_redis_from_url`).  ``redis: ${BROKER_REDIS_URL:}``
 is Redis when the variable is set and nothing (memory) when it is not.
 
 :class:`RedisConnection` creates its txredisapi connection lazily (the module
@@ -31,16 +31,16 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from broker.config.schema import Bool, Duration, Field, Int, Schema, Str
+from broker.config.schema import Bool, Duration, Field, Int, Name, Schema, Str
 from broker.redis.breaker import CircuitBreaker
 
 __all__ = ["REDIS_CONNECTION", "RedisConnection", "RedisFailure", "RedisUnavailable",
-           "build_redis_connection", "parse_redis_url", "redis_connection_from_url"]
+           "build_redis_connection", "build_redis_from_url", "parse_redis_url", "redis_url_name"]
 
 log = Logger()
 
 REDIS_CONNECTION = Schema("redis connection", {
-    "name": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), required=True),
+    "name": Field(Name(), required=True),
     "type": Field(Str(), required=True),
     "host": Field(Str(min_length=1), default="127.0.0.1"),
     "port": Field(Int(min=1, max=65535), default=6379),
@@ -315,8 +315,8 @@ def _factory_class():
 
 
 def build_redis_connection(section, ctx):
-    """A :class:`RedisConnection` for one ``connections:`` entry; health and metrics registered."""
-    return _registered(RedisConnection(
+    """A :class:`RedisConnection` for one ``connections:`` entry; health and metrics reported."""
+    return _reported(RedisConnection(
         section.name, host=section.host, port=section.port, db=section.db,
         password=section.password, timeout=section.timeout,
         connect_timeout=section.connect_timeout, pool_size=section.pool_size,
@@ -344,14 +344,21 @@ def parse_redis_url(url):
     return parts.hostname, port, int(db), unquote(parts.password) if parts.password else None
 
 
-def redis_connection_from_url(url, ctx):
-    """A :class:`RedisConnection` with the default settings at ``url``, named ``host:port/db``."""
-    host, port, db, password = parse_redis_url(url)
-    return _registered(RedisConnection(f"{host}:{port}/{db}", host, port, db, password,
-                                       reactor=ctx.reactor), ctx)
+def redis_url_name(url):
+    """The name of the connection a ``redis://`` URL makes: ``host:port/db``."""
+    host, port, db, _ = parse_redis_url(url)
+    return f"{host}:{port}/{db}"
 
 
-def _registered(connection, ctx):
-    ctx.resources.health[f"redis.{connection.conn_name}"] = connection.health
-    ctx.resources.metrics[f"redis.{connection.conn_name}"] = connection.metrics
+def build_redis_from_url(section, ctx):
+    """A :class:`RedisConnection` with the default settings at a URL a feature named
+    (``section`` is the node's :class:`~broker.node.assembly.URLSection`)."""
+    host, port, db, password = parse_redis_url(section.url)
+    return _reported(RedisConnection(section.name, host, port, db, password, reactor=ctx.reactor),
+                     ctx)
+
+
+def _reported(connection, ctx):
+    ctx.health(f"redis.{connection.conn_name}", connection.health)
+    ctx.metrics(f"redis.{connection.conn_name}", connection.metrics)
     return connection

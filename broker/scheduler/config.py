@@ -25,14 +25,15 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broker.cache.redis import RedisCache
-from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, Schema, Str,
-                                  Type, config_error)
+from broker.components import ComponentType, Needs
+from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, Name, Schema,
+                                  Str, Type, config_error)
 from broker.scheduler.lock import LocalLock, RedisLeaderLock
 from broker.scheduler.scheduler import Job, Scheduler
 from broker.scheduler.services import scheduler_services
 from broker.scheduler.triggers import CronTrigger, IntervalTrigger, OnceTrigger
 
-__all__ = ["SCHEDULER_SECTION", "build_scheduler"]
+__all__ = ["FEATURE", "SCHEDULER_SECTION", "build_scheduler"]
 
 
 class ISODateTime(Type):
@@ -76,7 +77,7 @@ def _one_trigger(section):
 
 
 JOB = Schema("job", {
-    "name": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), required=True),
+    "name": Field(Name(), required=True),
     "service": Field(Str(min_length=1), required=True),
     "data": Field(Any(), default={}, doc="the service's input"),
     "interval": Field(Duration(), default=None),
@@ -145,7 +146,7 @@ def build_scheduler(section, ctx):
     """The node's :class:`Scheduler` (an IService), its admin services, health and metrics."""
     scheduler = Scheduler([], ctx.invoker, ctx.reactor)
     for cls in scheduler_services(scheduler):
-        ctx.store.add(cls, source="broker")
+        ctx.deploy(cls)
     for job in section.jobs:
         ctx.require_service(job)
     scheduler.jobs = {job.name: build_job(job) for job in section.jobs}
@@ -156,11 +157,16 @@ def build_scheduler(section, ctx):
                                owner=f"{ctx.config.name}:{_node_id()}", ttl=section.lock_ttl,
                                renew=section.lock_renew)
     else:
-        store, lock = ctx.resources.cache, LocalLock()
+        store, lock = ctx.feature("cache")["default"], LocalLock()
     scheduler.store, scheduler.lock = store, lock
-    ctx.resources.health["scheduler"] = scheduler.health
-    ctx.resources.metrics["scheduler"] = scheduler.metrics
+    ctx.health("scheduler", scheduler.health)
+    ctx.metrics("scheduler", scheduler.metrics)
     return scheduler
+
+
+#: The ``scheduler:`` section: jobs that invoke services on a schedule.
+FEATURE = ComponentType(SCHEDULER_SECTION, build_scheduler,
+                        needs=[Needs.connection("redis", "redis"), Needs.feature("cache")])
 
 
 def _node_id():

@@ -1,9 +1,11 @@
-"""Security definitions that authenticate a request: HTTP Basic and API keys.
+"""Security definitions that authenticate a caller: HTTP Basic and API keys.
 
-A definition without a secret accepts nobody (there are no default
-passwords) and says so at startup.  Secrets are compared in constant time
-and never logged; every failure gets the same 401 message, the reason goes
-to the log only.
+A definition reads a credentials view (:class:`~broker.security.credentials.Credentials`,
+or a channel's :class:`~broker.services.context.Request`): ``headers``, ``peer``,
+``cid`` and maybe a ``token`` from the URL.  A definition without a secret
+accepts nobody (there are no default passwords) and says so at startup.
+Secrets are compared in constant time and never logged; every failure gets
+the same 401 message, the reason goes to the log only.
 """
 
 import binascii
@@ -14,7 +16,7 @@ from twisted.logger import Logger
 
 from broker.errors import Unauthorized
 
-__all__ = ["APIKey", "BasicAuth", "SecurityDefinition"]
+__all__ = ["APIKey", "BasicAuth", "SecurityDefinition", "bearer_of"]
 
 log = Logger()
 
@@ -23,6 +25,7 @@ class SecurityDefinition:
     """Base of the definitions a channel can point at.
 
     :ivar name: the definition's name in config.
+    :ivar caller: the identity of the one caller it accepts.
     :ivar counters: ``accepted`` and ``rejected`` totals.
     """
 
@@ -30,6 +33,8 @@ class SecurityDefinition:
     secret_key = None  # the config key holding the secret
     scheme = None  # the OpenAPI securityScheme this definition maps to
     key_header = None  # the lower-cased header an API key comes in, for key-based definitions
+    #: Lower-cased headers that carry its credentials (not passed on to a WSGI app).
+    credential_headers = frozenset(("authorization",))
 
     def __init__(self, name):
         self.name = name
@@ -40,14 +45,19 @@ class SecurityDefinition:
         """False when the definition has no secret and so accepts nobody."""
         raise NotImplementedError
 
-    def authenticate(self, request):
+    def authenticate(self, credentials):
         """Return the caller's identity or raise :class:`~broker.errors.Unauthorized`."""
         raise NotImplementedError
 
-    def _reject(self, reason, request):
+    def offers(self, credentials):
+        """Whether ``credentials`` are of this definition's kind: asking one that is not would
+        only log a false alarm when several definitions are tried."""
+        return bool(credentials.headers.get("authorization"))
+
+    def _reject(self, reason, credentials):
         self.counters["rejected"] += 1
         log.info("authentication failed on {definition} for {peer}: {reason} (cid {cid})",
-                 definition=self.name, peer=request.peer, reason=reason, cid=request.cid)
+                 definition=self.name, peer=credentials.peer, reason=reason, cid=credentials.cid)
         return Unauthorized(headers={"WWW-Authenticate": self.challenge})
 
     def _accept(self, caller):
@@ -63,7 +73,7 @@ class BasicAuth(SecurityDefinition):
 
     def __init__(self, name, username, password, realm="broker"):
         super().__init__(name)
-        self.username = username
+        self.username = self.caller = username
         self._username = username.encode()
         self._password = (password or "").encode()
         self.realm = realm
@@ -77,26 +87,30 @@ class BasicAuth(SecurityDefinition):
     def usable(self):
         return bool(self._password)
 
-    def authenticate(self, request):
-        header = request.headers.get("authorization")
+    def offers(self, credentials):
+        header = credentials.headers.get("authorization", "")
+        return header.partition(" ")[0].lower() == "basic"
+
+    def authenticate(self, credentials):
+        header = credentials.headers.get("authorization")
         if not header:
-            raise self._reject("no credentials", request)
+            raise self._reject("no credentials", credentials)
         if self._password and compare_digest(header.encode("latin-1", "replace"), self._expected):
             self.counters["accepted"] += 1
             return self.username
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
-            raise self._reject("not basic credentials", request)
+            raise self._reject("not basic credentials", credentials)
         try:
             username, sep, password = b64decode(encoded.strip(), validate=True).partition(b":")
         except (binascii.Error, ValueError):
-            raise self._reject("malformed credentials", request) from None
+            raise self._reject("malformed credentials", credentials) from None
         if not self._password:
-            raise self._reject("the definition has no password", request)
+            raise self._reject("the definition has no password", credentials)
         # Both comparisons always run: the time taken tells nothing.
         ok = compare_digest(username, self._username) & compare_digest(password, self._password)
         if not (ok and sep):
-            raise self._reject("wrong username or password", request)
+            raise self._reject("wrong username or password", credentials)
         return self._accept(self.username)
 
     def __repr__(self):
@@ -104,7 +118,8 @@ class BasicAuth(SecurityDefinition):
 
 
 class APIKey(SecurityDefinition):
-    """An API key sent in a header (``X-API-Key`` by default)."""
+    """An API key sent in its header (``X-API-Key`` by default), else as a bearer token
+    (``Authorization: Bearer <key>``, or ``?token=<key>`` where the view carries one)."""
 
     type = "apikey"
     secret_key = "key"
@@ -113,6 +128,7 @@ class APIKey(SecurityDefinition):
         super().__init__(name)
         self.header = header
         self.key_header = header.lower()
+        self.credential_headers = frozenset(("authorization", self.key_header))
         self._key = (key or "").encode()
         self.caller = caller or name
         self.challenge = f'APIKey header="{header}"'
@@ -122,15 +138,27 @@ class APIKey(SecurityDefinition):
     def usable(self):
         return bool(self._key)
 
-    def authenticate(self, request):
-        value = request.headers.get(self.key_header)
+    def offers(self, credentials):
+        return self.key_header in credentials.headers or bool(bearer_of(credentials))
+
+    def authenticate(self, credentials):
+        value = credentials.headers.get(self.key_header) or bearer_of(credentials)
         if not value:
-            raise self._reject("no API key", request)
+            raise self._reject("no API key", credentials)
         if not self._key:
-            raise self._reject("the definition has no key", request)
+            raise self._reject("the definition has no key", credentials)
         if not compare_digest(value.encode(), self._key):
-            raise self._reject("wrong API key", request)
+            raise self._reject("wrong API key", credentials)
         return self._accept(self.caller)
 
     def __repr__(self):
         return f"APIKey({self.name!r}, header={self.header!r}, key=<hidden>)"
+
+
+def bearer_of(credentials):
+    """The bearer token offered: ``Authorization: Bearer <t>``, else (no ``Authorization``
+    at all) a ``?token=<t>`` the view carries; None."""
+    header = credentials.headers.get("authorization")
+    if header:
+        return header[7:].strip() if header[:7].lower() == "bearer " else None
+    return getattr(credentials, "token", None)

@@ -1,17 +1,19 @@
-"""Security definition types: config ``type`` → schema and factory.
+"""Security definition types: config ``type`` → ``(schema, build)``.
 
 A new definition type is one class with its schema beside it and one line
-in :data:`SECURITY_TYPES`.
+in :data:`DEFINITION_TYPES`; :mod:`broker.node.registry` makes each a
+component type (security sits below the components, which run services,
+which authenticate their callers).
 """
 
-from broker.config.schema import Field, Schema, Str
+from broker.config.schema import Field, Name, Schema, Str
 from broker.security.auth import APIKey, BasicAuth
 
-__all__ = ["SECURITY_TYPES", "build_security"]
+__all__ = ["DEFINITION_TYPES"]
 
-_NAME = Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), required=True)
+_NAME = Field(Name(), required=True)
 
-SECURITY_TYPES = {
+DEFINITION_TYPES = {
     "basic_auth": (
         Schema("basic_auth", {
             "name": _NAME, "type": Field(Str(), required=True),
@@ -19,7 +21,7 @@ SECURITY_TYPES = {
             "password": Field(Str(), default="", doc="empty: the definition accepts nobody"),
             "realm": Field(Str(), default="broker"),
         }),
-        lambda c: BasicAuth(c.name, c.username, c.password, c.realm),
+        lambda c, ctx: BasicAuth(c.name, c.username, c.password, c.realm),
     ),
     "apikey": (
         Schema("apikey", {
@@ -28,11 +30,6 @@ SECURITY_TYPES = {
             "key": Field(Str(), default="", doc="empty: the definition accepts nobody"),
             "caller": Field(Str(), default=None),
         }),
-        lambda c: APIKey(c.name, c.key, c.header, c.caller),
+        lambda c, ctx: APIKey(c.name, c.key, c.header, c.caller),
     ),
 }
-
-
-def build_security(section):
-    """The definition object for one checked config section."""
-    return SECURITY_TYPES[section.type][1](section)

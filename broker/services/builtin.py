@@ -13,13 +13,12 @@ from base64 import b64decode, b64encode
 
 from twisted.logger import Logger
 
-from broker.amqp.service import PublishService
 from broker.errors import BadRequest, BrokerError, ServiceUnavailable, ValidationError
 from broker.jsonfast import JSONInputError, decode_json
 from broker.services.base import Service
 from broker.simpleio import AsIs, Bool, Text
 
-__all__ = ["BUILTIN_SERVICES", "InvokeService", "ZatoInvokeService"]
+__all__ = ["DISPATCHERS", "InvokeService", "ZatoInvokeService"]
 
 log = Logger()
 
@@ -128,4 +127,5 @@ def _envelope(result, cid):
     return {"response": b64encode(text.encode()).decode("ascii"), "zato_env": env}
 
 
-BUILTIN_SERVICES = (InvokeService, ZatoInvokeService, PublishService)
+#: The dispatchers: invoke any service by name (the node adds the transports' own built-ins).
+DISPATCHERS = (InvokeService, ZatoInvokeService)

@@ -14,19 +14,40 @@ from inspect import iscoroutine
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
 
 from broker.runtime import Resources
 from broker.errors import BrokerError, ResponseTooLarge, ServiceError, Timeout, ValidationError
 from broker.services.context import INTERNAL, Payload, Request, Response
 from broker.simpleio import CONTENT_TYPES, decode, encode
 
-__all__ = ["Invoker"]
+__all__ = ["IInvoker", "Invoker"]
 
 log = Logger()
+
+
+class IInvoker(Interface):
+    """The one way a channel runs a service (see :mod:`broker.channels`)."""
+
+    def invoke(service_name, request, encode=True):
+        """Run ``service_name`` for ``request``, a :class:`~broker.services.context.Request`
+        a channel built (``Request.from_channel``).
+
+        In order: authenticate with the channel's security definition (``request.caller``),
+        decode ``raw_request`` in the channel's data format unless ``payload`` is set,
+        validate the input (SimpleIO), call ``handle()``, keep the declared output and,
+        when ``encode``, encode it for the channel (``response.body``).
+
+        :return: a :class:`~broker.services.context.Response`, or a Deferred firing with
+            one when the service had to wait.
+        :raise broker.errors.BrokerError: for anything the caller did wrong or the
+            service broke (a Deferred fails with it likewise).
+        """
 
 _TEXT = (str, bytes)
 
 
+@implementer(IInvoker)
 class Invoker:
     """Runs services for channels and for other services.
 
@@ -53,20 +74,16 @@ class Invoker:
 
     # -- entry points ---------------------------------------------------------
 
-    def invoke(self, service_name, request):
-        """Run the full pipeline for a request that came through a channel.
-
-        :return: a Response with ``body`` encoded in the channel's data format,
-            or a Deferred firing with one.
-        :raise BrokerError: for anything the caller did wrong or the service broke.
-        """
+    def invoke(self, service_name, request, encode=True):
+        """Run the full pipeline for a request that came through a channel (see
+        :class:`IInvoker`)."""
         channel = request.channel
         if channel.security is not None:
-            request.caller = channel.security.authenticate(request)
+            request.caller = channel.security.authenticate(request)  # the definition's caller
         entry = self.store.get(service_name)
         if request.payload is None and request.raw_request:
             request.payload = decode(channel.data_format, request.raw_request, request.content_type)
-        return self._run(entry, request, True)
+        return self._run(entry, request, encode)
 
     def invoke_internal(self, name, data=None, parent=None, channel=INTERNAL):
         """Invoke ``name`` in-process with ``data`` as its input.
@@ -89,13 +106,6 @@ class Invoker:
         return defer.succeed(result.payload)
 
     # -- the pipeline ---------------------------------------------------------
-
-    def run(self, entry, request, encode_output=False):
-        """Run one store entry on a ready request (no auth, no decoding).
-
-        For channels that decode themselves and for :mod:`broker.testing`.
-        """
-        return self._run(entry, request, encode_output)
 
     def _run(self, entry, request, encode_output):
         self.counters["invocations"] += 1

@@ -48,6 +48,7 @@ class ServiceStore:
     def __init__(self, undeclared_input="reject"):
         self.undeclared_input = undeclared_input
         self._entries = {}
+        self.version = 0  # moves with every deploy and undeploy
 
     def __contains__(self, name):
         return name in self._entries
@@ -78,10 +79,12 @@ class ServiceStore:
                 f"{existing.source or existing.cls.__module__}")
         sio = compile_simpleio(getattr(cls, "SimpleIO", None), name, self.undeclared_input)
         entry = self._entries[name] = ServiceEntry(name, cls, sio, source)
+        self.version += 1
         return entry
 
     def remove(self, name):
-        self._entries.pop(name, None)
+        if self._entries.pop(name, None) is not None:
+            self.version += 1
 
     def load_paths(self, paths):
         """Load every ``*.py`` (not starting with ``_``) under each dir or file."""

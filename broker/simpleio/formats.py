@@ -7,7 +7,7 @@ Nothing here knows about HTTP.  An empty body decodes to None in every
 format; malformed input raises :class:`~broker.errors.BadRequest` with a
 short reason; a payload that cannot be encoded raises
 :class:`~broker.errors.ServiceError`.  XML is parsed only through
-:func:`broker.security.xml.parse_xml`; lxml is used here only to build.
+:func:`broker.xmlsafe.parse_xml`; lxml is used here only to build.
 """
 
 import datetime as _dt
@@ -25,7 +25,7 @@ from lxml import etree
 from broker.errors import BadRequest, ResponseTooLarge, ServiceError, UnsupportedMediaType
 from broker.jsonfast import JSONInputError, decode_json
 from broker.simpleio.payload import Payload
-from broker.security.xml import parse_xml, serialize_xml
+from broker.xmlsafe import parse_xml, serialize_xml
 
 __all__ = ["CONTENT_TYPES", "FORMATS", "MEDIA_TYPES", "PLAIN_MEDIA_TYPES", "SOAP11_NS", "SOAP12_NS",
            "check_content_type", "decode", "encode", "parse_query", "soap_fault"]

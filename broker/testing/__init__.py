@@ -71,7 +71,7 @@ def call_service(service_cls, data=None, *, services=None, headers=None, params=
                       resources=resources)
     request = Request(payload=data, headers=headers or {}, path_params=params or {}, cid=cid,
                       channel=ChannelInfo("test", "test", "json"))
-    return defer.maybeDeferred(invoker.run, entry, request)
+    return defer.maybeDeferred(invoker.invoke, entry.name, request, False)
 
 
 def call_service_sync(service_cls, data=None, **kwargs):

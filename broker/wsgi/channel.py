@@ -17,13 +17,15 @@ import sys
 
 from twisted.application.internet import TimerService
 
-from broker.channels.http.router import Route
-from broker.config.schema import Duration, Field, Int, ListOf, Path, Schema, Size, Str, config_error
+from broker.components import ComponentType, Needs
+from broker.config.schema import (Duration, Field, Int, ListOf, Name, Path, Schema, Size, Str,
+                                  config_error)
+from broker.http.router import Route
 from broker.wsgi.gateway import WSGIGateway
 from broker.wsgi.loading import DjangoConflict, load_callable, load_django, note_django_app
 from broker.wsgi.pool import WorkerPool
 
-__all__ = ["WSGI_CHANNEL", "build_wsgi_channel"]
+__all__ = ["CHANNEL", "WSGI_CHANNEL", "build_wsgi_channel"]
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -36,7 +38,7 @@ def _check(section):
 
 
 WSGI_CHANNEL = Schema("wsgi channel", {
-    "name": Field(Str(pattern=r"^[A-Za-z0-9][\w.\-]*$"), required=True),
+    "name": Field(Name(), required=True),
     "type": Field(Str(), required=True),
     "path": Field(Str(pattern=r"^/[^\s?#{}]*$"), required=True,
                   doc="the mount path (SCRIPT_NAME); it answers the path and everything below"),
@@ -88,6 +90,10 @@ def build_wsgi_channel(section, ctx):
         sweeper = TimerService(gateway.sweep_interval, gateway.sweep)
         sweeper.clock = ctx.reactor
         ctx.add_service(sweeper)
-    ctx.resources.metrics[f"wsgi.{section.name}"] = gateway.metrics
+    ctx.metrics(f"wsgi.{section.name}", gateway.metrics)
     return Route(section.name, section.path, _METHODS, gateway.handle, kind="builtin",
                  prefix=True)
+
+
+#: ``channels:`` type ``wsgi``: a WSGI app mounted at a path.
+CHANNEL = ComponentType(WSGI_CHANNEL, build_wsgi_channel, needs=[Needs.security()])

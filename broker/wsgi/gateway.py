@@ -7,7 +7,7 @@ the app and iterates its response:
 
 * an answer up to ``buffer_size`` bytes goes back in one piece (one
   ``callFromThread``, one ``transport.write``): the common case, and the fast one;
-* a larger one is streamed (:class:`~broker.channels.http.streaming.HTTPStream`):
+* a larger one is streamed (:class:`~broker.http.streaming.HTTPStream`):
   the worker hands parts to the reactor with at most ``window`` parts in
   flight and waits while the client is not reading (back-pressure).
 
@@ -23,9 +23,9 @@ from io import BytesIO
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from broker.channels.http.app import error_body
-from broker.channels.http.protocol import HTTPResponse, HTTPStream
-from broker.errors import BrokerError, ServiceUnavailable, Timeout
+from broker.http.protocol import HTTPResponse, HTTPStream
+from broker.errors import BrokerError, ServiceUnavailable, Timeout, error_body
+from broker.security.credentials import Credentials, authenticate
 
 __all__ = ["WSGIGateway"]
 
@@ -42,15 +42,6 @@ _FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "keep
 
 class _Gone(Exception):
     """The client went away or the call was abandoned: stop iterating."""
-
-
-class _AuthView:
-    """What a security definition reads from a request."""
-
-    __slots__ = ("headers", "peer", "cid")
-
-    def __init__(self, headers, peer, cid):
-        self.headers, self.peer, self.cid = headers, peer, cid
 
 
 class _Errors:
@@ -106,7 +97,8 @@ class WSGIGateway:
         self.window = window
         self.counters = {"requests": 0, "rejected": 0, "errors": 0, "timeouts": 0, "streamed": 0,
                          "client_gone": 0}
-        self._credential_headers = _credential_headers(security)
+        # not passed on to the app
+        self._credential_headers = security.credential_headers if security is not None else frozenset()
         self._inflight = {}  # call -> start time, oldest first (one timeout for all)
         self._posted = deque()
         self._drain_due = False
@@ -148,7 +140,8 @@ class WSGIGateway:
         """The route's target: a Deferred of an HTTPResponse or HTTPStream."""
         caller = None
         if self.security is not None:
-            caller = self.security.authenticate(_AuthView(request.headers, request.peer, cid))
+            credentials = Credentials(request.headers, peer=request.peer, cid=cid)
+            caller = authenticate(self.security, credentials).caller
         environ = self._environ(request, caller, cid)
         self.counters["requests"] += 1
         call = _Call(self, environ, cid)
@@ -419,13 +412,3 @@ class _Call:
             raise _Gone()
         self.gateway.post(self.gateway._write_part, self, bytes(data))
 
-
-def _credential_headers(security):
-    """Request headers carrying the broker's credentials: not passed on to the app."""
-    if security is None:
-        return frozenset()
-    names = {"authorization"}
-    header = getattr(security, "header", None)  # an API key's header
-    if isinstance(header, str):
-        names.add(header.lower())
-    return frozenset(names)

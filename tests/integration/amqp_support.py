@@ -49,7 +49,19 @@ def get_one(channel, queue, timeout=15.0):
     return None
 
 
+def until(predicate, timeout=20.0):
+    """For tests running the broker in-process (trial drives the reactor): a Deferred firing
+    True once ``predicate()`` is, polled every 50 ms, or False after ``timeout``."""
+    from twisted.internet import defer, reactor, task
 
+    @defer.inlineCallbacks
+    def poll():
+        for _ in range(int(timeout / 0.05)):
+            if predicate():
+                return True
+            yield task.deferLater(reactor, 0.05)
+        return False
+    return poll()
 
 
 def metrics(broker, name):

@@ -34,6 +34,15 @@ def wait_until(predicate, timeout=30.0, interval=0.1):
         time.sleep(interval)
 
 
+def accepts(port, host="127.0.0.1"):
+    """Whether something accepts TCP connections on ``port``."""
+    try:
+        socket.create_connection((host, port), 1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(predicate, what="condition", timeout=30.0):
     """:func:`wait_until`, failing the test when the wait runs out."""
     value = wait_until(predicate, timeout)

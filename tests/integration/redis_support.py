@@ -1,13 +1,12 @@
 """Helpers for tests against real Redis: unique prefixes, cleanup, a private server, waiting."""
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 
 from twisted.internet import defer, reactor, task
-from tests.integration.broker_process import free_port
+from tests.integration.broker_process import accepts, free_port, wait_until as poll_until
 
 SHARED_PORT = 6379
 
@@ -57,14 +56,9 @@ class PrivateRedis:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
+        if not poll_until(lambda: accepts(self.port), 10, 0.05):
+            raise RuntimeError("private redis-server did not start")
+        return self
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

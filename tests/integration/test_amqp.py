@@ -166,7 +166,7 @@ def test_a_message_without_ids_gets_a_cid_for_the_log_and_its_dead_letter(env):
     dead = get_one(channel, f"t.dead.{s}")
     assert dead is not None, broker.output
     cid = dead[0].headers["x-broker-cid"]
-    assert wait_until(lambda: f"dead-lettering a bad message (cid {cid})" in broker.output)
+    assert wait_until(lambda: f"amqp:echo: bad message (cid {cid})" in broker.output)
     assert "cid None" not in broker.output
 
 
@@ -232,7 +232,7 @@ def test_a_failing_services_message_waits_retry_delay_before_each_retry(env):
     assert properties.headers["x-broker-retries"] == 2
     after = metrics(broker, "amqp.channel.fail")
     assert after["retried"] - before.get("retried", 0) == 2
-    assert after["waiting"] == 0 and after["in_progress"] == 0
+    assert after["waiting"] == 0 and after["in_flight"] == 0
 
 
 def post_publish(broker, body):
@@ -424,7 +424,7 @@ channels:
         assert wait_until(lambda: health(broker)[0] == 200), broker.output
         channel.basic_publish("", f"t.in.{s}", json.dumps(
             {"tag": 1, "to": f"t.out.{s}", "delay": 2}).encode())
-        assert wait_until(lambda: metrics(broker, "amqp.channel.relay")["in_progress"] == 1)
+        assert wait_until(lambda: metrics(broker, "amqp.channel.relay")["in_flight"] == 1)
         broker.stop(timeout=40)
         got = get_one(channel, f"t.out.{s}", timeout=5)
         assert got is not None and json.loads(got[1])["tag"] == 1, broker.output
@@ -494,14 +494,15 @@ channels:
         for headers in seen.values():
             assert headers["x-broker-error-code"] == "service_error"
             assert headers["x-broker-retries"] == 1 and headers["x-broker-channel"] == "flaky"
-        assert wait_until(lambda: metrics(broker, "amqp.channel.flaky")["in_progress"] == 0)
+        assert wait_until(lambda: metrics(broker, "amqp.channel.flaky")["in_flight"] == 0)
         assert channel.queue_declare(f"t.pc.{s}", passive=True).method.message_count == 0
         status, report = health(broker)
         assert status == 200 and report["checks"]["amqp.channel.flaky"]["publisher"] == "open"
         counters = metrics(broker, "amqp.channel.flaky")
         assert counters["dead_lettered"] >= len(tags) and counters["requeued"] >= 1
         assert "Unhandled" not in broker.output  # (the service's own failures are logged)
-        assert "dispatching a message failed" not in broker.output
+        assert "taking a message failed" not in broker.output
+        assert "settling a message failed" not in broker.output
     finally:
         broker.stop()
         for queue in (f"t.pc.{s}", f"t.pc.dead.{s}"):

@@ -178,7 +178,7 @@ def _quiet(broker):
         return False
     metrics_snapshot.update(relay=relay, outgoing_relay=ingest,
                             outgoing_ingest=metrics(broker, "amqp.outgoing.ingest"))
-    if relay.get("in_progress") or ingest.get("outbox") or ingest.get("in_flight"):
+    if relay.get("in_flight") or ingest.get("outbox") or ingest.get("in_flight"):
         return False
     return health(broker)[0] == 200 and _depth("in") == 0
 

@@ -3,15 +3,13 @@
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.broker_process import BrokerProcess, ROOT, free_port
+from tests.integration.broker_process import ROOT, BrokerProcess, accepts, free_port, wait_until
 from tests.integration.ws_client import WSClient
 
 EXAMPLE = ROOT / "etc" / "examples" / "cluster"
@@ -38,14 +36,8 @@ def cluster():
     (prefix / "nginx.conf").write_text(conf)
     nginx = subprocess.Popen(["nginx", "-p", str(prefix), "-c", "nginx.conf", "-g", "daemon off;"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    end = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            break
-        except OSError:
-            assert time.monotonic() < end and nginx.poll() is None, nginx.stderr.read()
-            time.sleep(0.1)
+    if not wait_until(lambda: accepts(port) or nginx.poll() is not None, 20) or nginx.poll():
+        pytest.fail(f"nginx did not start: {nginx.stderr.read()}")
     for node in nodes:
         assert node.wait_for_log("pub/sub backplane connected"), node.output
     yield nodes, port

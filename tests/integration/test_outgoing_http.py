@@ -8,9 +8,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
 from broker.config.schema import Schema
-from broker.outgoing.errors import (BadStatus, ConnectionFailed, OutgoingTimeout, ResponseTooLarge,
+from broker.http.outgoing_errors import (BadStatus, ConnectionFailed, OutgoingTimeout, ResponseTooLarge,
                                     UnparseableResponse)
-from broker.outgoing.http import HTTP_OUTGOING, HTTPConnection
+from broker.http.outgoing import HTTP_OUTGOING, HTTPConnection
 
 
 class Upstream(resource.Resource):

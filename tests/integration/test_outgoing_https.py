@@ -13,8 +13,8 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
-from broker.outgoing.errors import ConnectionFailed
-from broker.outgoing.http import HTTP_OUTGOING, HTTPConnection
+from broker.http.outgoing_errors import ConnectionFailed
+from broker.http.outgoing import HTTP_OUTGOING, HTTPConnection
 from tests.tls_support import make_pki
 
 
@@ -76,11 +76,9 @@ class OutgoingHTTPSTests(TestCase):
 class CAFileConfigTests(TestCase):
 
     def build(self, path=None, **overrides):
-        from broker.components import BuildContext
-        from broker.outgoing.http import build_http_outgoing
-        from broker.runtime import Resources
-        ctx = BuildContext(config=None, reactor=reactor, store=None, invoker=None, security={},
-                           resources=Resources(), router=None, http_app=None, node=None)
+        from broker.http.outgoing import build_http_outgoing
+        from broker.testing.components import ComponentHarness
+        ctx = ComponentHarness(reactor=reactor).context()
         config = {"name": "x", "type": "http", "address": "https://localhost", **overrides}
         if path is not None:
             config["tls_ca_file"] = str(path)

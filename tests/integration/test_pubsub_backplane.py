@@ -114,7 +114,7 @@ class BackplaneTest(unittest.TestCase):
             return connection.execute(b"CLIENT", b"LIST").addCallback(bytes.decode)
 
         self.assertIn(f" addr={address} ", (yield clients()))
-        yield PubSubService(SimpleNamespace(store=store)).stopService()
+        yield PubSubService(SimpleNamespace(store=store), None).stopService()
         yield wait_until(lambda: clients().addCallback(lambda text: f" addr={address} " not in text),
                          what="Redis to see the bus connection closed")
         self.assertFalse(store.bus_up)

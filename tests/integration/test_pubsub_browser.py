@@ -3,13 +3,12 @@
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.broker_process import BrokerProcess, free_port
+from tests.integration.broker_process import BrokerProcess, free_port, wait_for
 
 CONFIG = Path(__file__).parent / "configs" / "pubsub.yaml"
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -46,15 +45,7 @@ class WebDriver:
 
     @staticmethod
     def _wait(predicate, deadline=60):
-        end = time.monotonic() + deadline
-        while True:
-            try:
-                if predicate():
-                    return
-            except OSError:
-                pass
-            assert time.monotonic() < end, "condition never became true"
-            time.sleep(0.2)
+        wait_for(lambda: _quietly(predicate), "the browser", deadline)
 
     def get(self, url):
         self._call("POST", f"/session/{self.session}/url", {"url": url})
@@ -95,3 +86,11 @@ def test_the_live_page_shows_a_published_message(broker):
         assert "demo.browser.hello" in shown and "hello from the test" in shown
     finally:
         driver.quit()
+
+
+def _quietly(predicate):
+    """``predicate()``, or False while the browser does not answer yet."""
+    try:
+        return predicate()
+    except OSError:
+        return False

@@ -1,9 +1,5 @@
 """The exchange-rates example end to end: a real ``twistd -n broker`` whose outgoing
-HTTP connections fetch from the fixture providers it serves itself.
-
-The tests marked ``needs_cache_and_scheduler`` run once the cache and scheduler
-sections exist (their branch merged); the others run on their own.
-"""
+HTTP connections fetch from the fixture providers it serves itself."""
 
 import base64
 import json
@@ -13,12 +9,9 @@ import pytest
 import yaml
 from websockets.exceptions import InvalidStatus
 
-from broker.registry import OUTGOING_TYPES, SECTIONS
 from tests.integration.broker_process import BrokerProcess, ROOT, free_port, wait_until
 from tests.integration.ws_client import WSClient
 
-needs_cache_and_scheduler = pytest.mark.skipif(
-    not {"cache", "scheduler"} <= set(SECTIONS), reason="needs the cache and scheduler sections")
 
 EXAMPLE = ROOT / "etc" / "examples" / "rates.yaml"
 
@@ -101,7 +94,6 @@ def test_one_provider_down_the_others_still_serve(broker):
     assert "rates: provider ecb failed: GET answered 503" in broker.output
 
 
-@pytest.mark.skipif("pubsub" not in SECTIONS, reason="needs the pubsub section (pubsub branch)")
 def test_rate_changes_are_published_to_topics(broker):
     def published():
         _, metrics = get_json(broker, "/broker/metrics")
@@ -183,7 +175,6 @@ def test_the_example_refuses_publishing_and_explains_a_definition_without_permis
         process.stop()
 
 
-@needs_cache_and_scheduler
 def test_the_offline_example_refreshes_on_its_own():
     process = BrokerProcess(config=EXAMPLE, env={"RATES_REFRESH_INTERVAL": "1s"}).start()
     try:
@@ -216,7 +207,6 @@ def redis_cli(*args):
     return subprocess.run(["redis-cli", *args], capture_output=True, text=True, timeout=10).stdout
 
 
-@needs_cache_and_scheduler
 def test_the_offline_example_keeps_rates_in_redis(tmp_path):
     """BROKER_REDIS_URL set: the rates the node prefetches at start are in Redis."""
     prefix = f"test-rates-{secrets.token_hex(4)}:"
@@ -237,7 +227,6 @@ def test_the_offline_example_keeps_rates_in_redis(tmp_path):
             redis_cli("DEL", key)
 
 
-@needs_cache_and_scheduler
 def test_redis_down_rates_get_still_answers(tmp_path):
     process = BrokerProcess(config=redis_config(tmp_path, "unused:"),
                             env={"BROKER_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}).start()
@@ -250,29 +239,21 @@ def test_redis_down_rates_get_still_answers(tmp_path):
 
 
 def test_the_example_configs_check():
-    from broker.config.model import load_config
+    from broker.node.model import load_config
     for name in ("rates.yaml", "rates-online.yaml"):
         path = ROOT / "etc" / "examples" / name
-        if {"cache", "scheduler"} <= set(SECTIONS):
-            config = load_config(path)
-            assert [o.name for o in config.outgoing] == ["ECB", "ECB-SDMX", "Frankfurter"]
-        else:
-            pytest.skip("the example configs use the cache and scheduler sections")
+        config = load_config(path)
+        assert [o.name for o in config.outgoing] == ["ECB", "ECB-SDMX", "Frankfurter"]
 
 
-@pytest.mark.skipif("amqp" not in OUTGOING_TYPES, reason="needs the amqp outgoing type (amqp branch)")
 def test_rate_changes_go_to_rabbitmq(tmp_path):
     """With an AMQP outgoing named "rates", each change reaches a queue bound to its exchange."""
     import pika
     suffix = secrets.token_hex(4)
     exchange, queue = f"test-rates-{suffix}", f"test-rates-{suffix}.all"
     config = yaml.safe_load(EXAMPLE.read_text())
-    for key in ("cache", "scheduler"):
-        if key not in SECTIONS:
-            config.pop(key, None)
     config["services"]["paths"] = [str(ROOT / "plugins" / "rates.py")]
-    if "scheduler" in config:       # the first refresh must come once the test's queue is bound
-        config["scheduler"]["jobs"][0]["run_at_start"] = False
+    config["scheduler"]["jobs"][0]["run_at_start"] = False  # refresh once the queue is bound
     config["connections"] = [{
         "name": "rabbit", "type": "amqp", "username": "guest", "password": "guest",
         "exchanges": [{"name": exchange, "type": "topic", "durable": False, "auto_delete": True}],

@@ -3,13 +3,12 @@ with one line; SIGTERM lets running requests answer, then sockets close."""
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
 import zmq
 
-from tests.integration.broker_process import BrokerProcess
+from tests.integration.broker_process import BrokerProcess, wait_for
 
 HERE = Path(__file__).parent
 
@@ -57,14 +56,8 @@ def test_sigterm_lets_running_requests_answer_then_closes(tmp_path):
                         if "zmq channel rr.slow" in line and " bound to " in line)
         dealer.connect(endpoint)
         dealer.send_multipart([b"", json.dumps({"text": "late", "delay_ms": 500}).encode()])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # the request is being worked on
-            counters = json.loads(broker.request("GET", "/broker/metrics")[2])["counters"]
-            if counters["zmq.channel.rr.slow"]["in_flight"] == 1:
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail("the request never started")
+        wait_for(lambda: json.loads(broker.request("GET", "/broker/metrics")[2])["counters"][
+            "zmq.channel.rr.slow"]["in_flight"] == 1, "the request to start", 20)
         code = broker.stop()
         assert dealer.poll(5000), "the running request was not answered before shutdown"
         assert json.loads(dealer.recv_multipart()[1]) == {"text": "late"}

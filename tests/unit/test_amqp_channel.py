@@ -17,6 +17,8 @@ from twisted.internet import defer, task
 from broker.amqp import AMQP_CHANNEL
 from broker.amqp.channel import AMQPChannel
 from broker.errors import BadRequest, ServiceError
+from broker.simpleio import decode
+from broker.testing.components import ComponentHarness
 
 
 class FakeChannel:
@@ -141,6 +143,7 @@ class FakeProtocol:
     def __init__(self):
         self.channels = []
         self.fail_next_setup = 0
+        self.slow = None  # a list: channel() answers when the test calls what it holds: channel() answers when the test pops and fires it
 
     def channel(self):
         channel = FakeChannel(len(self.channels) + 1)
@@ -148,27 +151,47 @@ class FakeProtocol:
             self.fail_next_setup -= 1
             channel.fail_setup = True
         self.channels.append(channel)
-        return defer.succeed(channel)
+        if self.slow is None:
+            return defer.succeed(channel)
+        opened = defer.Deferred()
+        self.slow.append(lambda: opened.callback(channel))
+        return opened
 
 
 class FakeConnection:
-    def __init__(self):
-        self.protocol = FakeProtocol()
+    """Tells its users about the protocol, like AMQPConnection, while they are registered."""
+
+    section = SimpleNamespace(drain_timeout=5.0)
+
+    def __init__(self, connected):
+        self.ready = FakeProtocol()
+        self.protocol = self.ready if connected else None
+        self.users = []
 
     def add_user(self, user):
-        self.user = user
+        self.users.append(user)
+        if self.protocol is not None:
+            user.amqp_connected(self.protocol)
+
+    def remove_user(self, user):
+        self.users.remove(user)
+
+    def connect(self):
+        self.protocol = self.ready
+        for user in list(self.users):
+            user.amqp_connected(self.protocol)
 
 
 class Services:
-    """The invoker and the store: each run returns a Deferred the test fires."""
+    """The invoker: decodes the body (a bad one fails at once), then each run returns a
+    Deferred the test fires."""
 
     def __init__(self):
         self.runs = []
 
-    def get(self, name):
-        return name
-
-    def run(self, entry, request, encode_output):
+    def invoke(self, service, request, encode=True):
+        request.payload = decode(request.channel.data_format, request.raw_request,
+                                 request.content_type)
         self.runs.append(SimpleNamespace(request=request, deferred=defer.Deferred()))
         return self.runs[-1].deferred
 
@@ -183,19 +206,20 @@ class Services:
 class Harness:
     """An AMQPChannel set up on fakes: ``publisher`` and ``consumer`` are its AMQP channels."""
 
-    def __init__(self, **options):
+    def __init__(self, connected=True, **options):
         self.section = AMQP_CHANNEL.check({"name": "c", "type": "amqp", "connection": "rabbit",
                                            "queue": "q", "service": "s", "setup_retry": "5s",
                                            **options})
         self.clock = task.Clock()
-        self.connection = FakeConnection()
-        self.protocol = self.connection.protocol
+        self.connection = FakeConnection(connected)
+        self.protocol = self.connection.ready
         self.services = Services()
-        self.channel = AMQPChannel(self.section, self.connection, invoker=self.services,
-                                   store=self.services, resources=None, reactor=self.clock)
-        self.channel.startService()
-        self.channel.amqp_connected(self.protocol)
-        assert self.channel.health()["ok"]
+        harness = ComponentHarness(reactor=self.clock, invoker=self.services)
+        self.channel = AMQPChannel(self.section, harness.context(), self.connection)
+        harness.attach()
+        self.metrics = harness.resources.metrics["amqp.channel.c"]
+        self.channel.startService()  # the connection is up: set up at once
+        assert self.channel.health()["ok"] == connected
 
     @property
     def publisher(self):
@@ -211,7 +235,7 @@ class Harness:
 
     @property
     def counters(self):
-        return self.channel.metrics()
+        return self.metrics()
 
     def check_ledgers(self):
         for channel in self.protocol.channels:
@@ -244,7 +268,7 @@ def test_acks_of_one_turn_go_out_as_one_multiple_ack(make):
     h.turn()
     assert h.consumer.sent == [("ack", 3, True)]
     assert h.consumer.acked == {1, 2, 3} and h.counters["acked"] == 3
-    assert h.counters["in_progress"] == 0
+    assert h.counters["in_flight"] == 0
 
 
 def test_a_slow_message_is_never_acked_by_a_later_one(make):
@@ -291,7 +315,7 @@ def test_the_publisher_gone_at_dead_letter_time_requeues_after_setup_retry(make)
     assert h.consumer.sent == [] and h.counters["waiting"] == 1
     h.clock.advance(0.1)
     assert h.consumer.sent == [("nack", 1, True)] and h.consumer.requeued == {1}
-    assert h.counters["in_progress"] == 0 and h.counters["waiting"] == 0
+    assert h.counters["in_flight"] == 0 and h.counters["waiting"] == 0
     assert h.counters["requeued"] == 1 and h.counters["dead_letter_failed"] == 1
 
 
@@ -435,7 +459,7 @@ def test_a_publisher_closed_while_a_message_waits_for_its_retry_requeues_it(make
     h.clock.advance(0.05)
     assert h.counters["retry_failed"] == 1 and h.consumer.unsettled == {1}
     h.clock.advance(5)
-    assert h.consumer.requeued == {1} and h.counters["in_progress"] == 0
+    assert h.consumer.requeued == {1} and h.counters["in_flight"] == 0
 
 
 def test_a_publisher_raising_while_closing_requeues(make):
@@ -444,7 +468,7 @@ def test_a_publisher_raising_while_closing_requeues(make):
     h.consumer.deliver(b"{not json")
     h.clock.advance(5)
     assert h.consumer.requeued == {1}
-    assert h.counters["dead_letter_failed"] == 1 and h.counters["in_progress"] == 0
+    assert h.counters["dead_letter_failed"] == 1 and h.counters["in_flight"] == 0
 
 
 def test_reopening_backs_off_up_to_setup_retry_and_resets_once_a_publish_works(make):
@@ -547,7 +571,7 @@ def test_a_message_from_a_closed_consumer_channel_never_touches_the_new_one(make
     h.services.succeed(2)
     h.turn()
     assert new.sent == [("ack", 1, True)] and new.acked == {1}
-    assert h.counters["in_progress"] == 0
+    assert h.counters["in_flight"] == 0
 
 
 def test_messages_waiting_when_the_connection_drops_are_let_go(make):
@@ -557,7 +581,7 @@ def test_messages_waiting_when_the_connection_drops_are_let_go(make):
     assert h.counters["waiting"] == 1
     h.connection.protocol = None
     h.channel.amqp_lost(exceptions.StreamLostError("gone"))
-    assert h.counters["waiting"] == 0 and h.counters["in_progress"] == 0
+    assert h.counters["waiting"] == 0 and h.counters["in_flight"] == 0
     assert h.clock.getDelayedCalls() == []
     assert h.counters["ack_failed"] == 1
 
@@ -565,21 +589,68 @@ def test_messages_waiting_when_the_connection_drops_are_let_go(make):
 # -- drain on stop ----------------------------------------------------------------------------
 
 
-def test_drain_requeues_waiting_messages_and_waits_for_the_rest(make):
+def test_stopping_requeues_waiting_messages_drains_the_rest_then_closes_and_leaves(make):
     h = make(retry_delay="30s")
-    h.consumer.deliver()
+    consumer, publisher = h.consumer, h.publisher
+    consumer.deliver()
     h.services.fail(0)                # waiting 30 s for its retry
-    h.consumer.deliver()              # in progress
-    h.consumer.deliver(b"{not json")  # its dead letter is not confirmed yet
-    h.channel.stopService()
-    drained = h.channel.amqp_drain()
-    assert h.consumer.consumer_cancelled
-    assert h.consumer.requeued == {1} and not drained.called
+    consumer.deliver()                # in progress
+    consumer.deliver(b"{not json")    # its dead letter is not confirmed yet
+    stopped = h.channel.stopService()
+    drained = h.channel.amqp_drain()  # the connection drains its users too, when it stops
+    assert consumer.consumer_cancelled
+    assert consumer.requeued == {1} and not stopped.called and not drained.called
     h.services.fail(1)                # fails while draining: requeued now, not held
-    assert h.consumer.requeued == {1, 2}
-    h.publisher.confirm()
-    assert drained.called and h.consumer.acked == {3}  # flushed before it fired
-    assert h.clock.getDelayedCalls() == []
+    assert consumer.requeued == {1, 2}
+    publisher.confirm()
+    assert stopped.called and drained.called and consumer.acked == {3}  # flushed first
+    assert not consumer.is_open and not publisher.is_open and h.connection.users == []
+    assert h.clock.getDelayedCalls() == [] and h.counters["in_flight"] == 0
+
+
+def test_a_channel_started_again_stops_consuming_again_on_its_next_stop(make):
+    h = make()
+    h.channel.stopService()
+    h.channel.startService()
+    consumer = h.consumer
+    consumer.deliver()                # in flight: the stop drains it
+    h.channel.stopService()
+    assert consumer.consumer_cancelled and consumer.is_open
+
+
+def test_stopping_gives_up_waiting_after_the_connections_drain_timeout(make):
+    h = make()
+    consumer = h.consumer
+    consumer.deliver()                # its service never answers
+    stopped = h.channel.stopService()
+    h.clock.advance(4.9)
+    assert not stopped.called and consumer.is_open
+    h.clock.advance(0.1)
+    assert stopped.called and not consumer.is_open and consumer.requeued == {1}
+    assert h.connection.users == []
+    h.services.succeed(0)             # answers at last: its channel is gone, RabbitMQ has it
+    assert h.counters["ack_failed"] == 1 and h.counters["in_flight"] == 0
+
+
+def test_a_channel_started_before_its_connection_sets_up_once_connected(make):
+    h = make(connected=False)
+    assert h.channel.health()["consumers"] == 0 and h.connection.users == [h.channel]
+    h.connection.connect()
+    assert h.channel.health()["ok"] and h.consumer.deliver_to is not None
+
+
+def test_a_channel_stopped_while_setting_up_opens_nothing_more(make):
+    """Replaced before its consumers were set up: what it had opened is closed, nothing
+    consumes for it."""
+    h = make(connected=False)
+    h.protocol.slow = []
+    h.connection.connect()            # asks for the publisher's channel
+    h.protocol.slow.pop()()
+    stopped = h.channel.stopService()
+    assert stopped.called and h.connection.users == []
+    h.protocol.slow.pop()()           # the first consumer's channel comes too late
+    assert [c.is_open for c in h.protocol.channels] == [False, False]
+    assert all(c.deliver_to is None for c in h.protocol.channels)
 
 
 def test_a_publisher_closed_with_its_connection_is_left_to_the_reconnect(make):

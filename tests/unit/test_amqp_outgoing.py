@@ -4,8 +4,10 @@ A fake confirming channel and ``task.Clock`` stand in for RabbitMQ and time;
 the real thing is covered in tests/integration/test_amqp*.py.
 """
 
+from types import SimpleNamespace
+
 import pytest
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from broker.amqp import AMQP_OUTGOING
@@ -15,9 +17,16 @@ from broker.amqp.outgoing import AMQPOutgoing
 
 class FakeConnection:
     protocol = None
+    section = SimpleNamespace(drain_timeout=5.0)
+
+    def __init__(self):
+        self.users = []
 
     def add_user(self, user):
-        self.user = user
+        self.users.append(user)
+
+    def remove_user(self, user):
+        self.users.remove(user)
 
 
 class FakeProtocol:
@@ -31,6 +40,10 @@ class FakeChannel:
 
     def __init__(self):
         self.sent = []
+        self.twisted = self  # the TwistedChannel it wraps, which is closed
+
+    def close(self):
+        self.is_open = False
 
     def publish(self, exchange, routing_key, body, properties, mandatory):
         self.sent.append((routing_key, body, properties))
@@ -137,3 +150,58 @@ def test_data_is_encoded_by_type(data, body, content_type):
     assert sent == body and properties.content_type == content_type
     assert properties.headers == {"h": "1"} and properties.correlation_id == "c1"
     assert properties.delivery_mode == 2 and properties.message_id
+
+
+def test_it_uses_its_connection_from_start_until_it_stopped_after_its_confirms():
+    out, _clock = outgoing()
+    assert out.connection.users == [out]
+    found = results([out.publish("a")])
+    channel = attach(out)
+    stopped = out.stopService()
+    assert not stopped.called and channel.is_open and out.connection.users == [out]
+    out._on_confirm(1, False, False)
+    assert found == [None] and stopped.called
+    assert not channel.is_open and out.connection.users == []
+
+
+def test_stopping_waits_for_confirms_at_most_the_connections_drain_timeout():
+    out, clock = outgoing()
+    out.publish("a")
+    channel = attach(out)
+    stopped = out.stopService()
+    clock.advance(4.9)
+    assert not stopped.called
+    clock.advance(0.1)
+    assert stopped.called and not channel.is_open and out.connection.users == []
+
+
+class FakeTwistedChannel:
+    """What ``amqp_connected`` opens: pika's TwistedChannel and the raw channel under it."""
+
+    def __init__(self):
+        self._channel = self
+        self.is_open = True
+        self.on_closed = defer.Deferred()
+
+    def add_on_return_callback(self, callback):
+        pass
+
+    def confirm_delivery(self, ack_nack_callback, callback):
+        callback(None)
+
+    def exchange_declare(self, exchange, passive):
+        return defer.succeed(None)
+
+    def close(self):
+        self.is_open = False
+
+
+def test_an_outgoing_stopped_while_opening_its_channel_closes_it():
+    out, _clock = outgoing()
+    opening = defer.Deferred()
+    out.connection.protocol = SimpleNamespace(channel=lambda: opening, is_open=True)
+    out.amqp_connected(out.connection.protocol)
+    out.stopService()
+    channel = FakeTwistedChannel()
+    opening.callback(channel)
+    assert not channel.is_open and out._channel is None and out.connection.users == []

@@ -6,12 +6,14 @@ real RabbitMQ; only the pub/sub side is a fake, since it is built elsewhere.
 
 import json
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from broker.amqp import AMQP_CHANNEL, AMQP_CONNECTION
 from broker.runtime import Resources
-from tests.integration.amqp_support import blocking_connection, rabbitmq_reachable, suffix
+from broker.testing.components import ComponentHarness
+from tests.integration.amqp_support import (blocking_connection, rabbitmq_reachable, suffix,
+                                            until)
 
 
 class FakePubSub:
@@ -27,15 +29,6 @@ class FakePubSub:
             return defer.fail(RuntimeError("pub/sub is briefly unavailable"))
         self.published.append((topic, data, publisher))
         return defer.succeed(f"msg-{len(self.published)}")
-
-
-@defer.inlineCallbacks
-def until(predicate, timeout=20.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        yield task.deferLater(reactor, 0.05)
-    return False
 
 
 class TopicChannelTests(unittest.TestCase):
@@ -68,7 +61,7 @@ class TopicChannelTests(unittest.TestCase):
         channel = AMQPChannel(AMQP_CHANNEL.check(
             {"name": "feed", "type": "amqp", "connection": "rabbit", "queue": self.queue,
              "topic": "news.amqp", "max_retries": 2}),
-            connection, invoker=None, store=None, resources=resources, reactor=reactor)
+            ComponentHarness(reactor=reactor, resources=resources).context(), connection)
         connection.startService()
         channel.startService()
         self.addCleanup(connection.stopService)
@@ -101,4 +94,4 @@ class TopicChannelTests(unittest.TestCase):
         self.assertEqual(body, b"{broken")
         self.assertEqual(properties.headers["x-broker-error-code"], "bad_request")
         self.assertEqual(len(pubsub.published), 1)
-        self.assertEqual(json.loads(json.dumps(channel.metrics()))["in_progress"], 0)
+        self.assertEqual(json.loads(json.dumps(channel.metrics()))["in_flight"], 0)

@@ -71,8 +71,10 @@ def test_a_redis_url_or_an_empty_one_chooses_the_cache(tmp_path, monkeypatch):
     assert isinstance(cache, RedisCache)
     connection = cache.connection
     assert (connection.host, connection.port, connection.db, connection.timeout) == ("127.0.0.1", 6390, 2, 1.0)
-    assert node.context.connections == {"127.0.0.1:6390/2": ("redis", connection)}
-    assert node.context.sections["scheduler"].lock.connection is connection
+    connections = {name: c.value for (kind, name), c in node.components.items()
+                   if kind == "connection"}
+    assert connections == {"127.0.0.1:6390/2": connection}
+    assert node.components[("feature", "scheduler")].value.lock.connection is connection
     assert "s3cret" not in repr(connection) and "redis.127.0.0.1:6390/2" in node.resources.health
 
 
@@ -120,4 +122,5 @@ def test_scheduler_is_built_with_admin_services(tmp_path):
     assert "broker.scheduler.list-jobs" in node.store
     assert "broker.scheduler.set-enabled" in node.store
     assert node.resources.health["scheduler"]()["ok"] is True
-    assert node.getServiceNamed("scheduler").jobs["j"].trigger.expression == "*/5 * * * *"
+    scheduler = node.components[("feature", "scheduler")].value
+    assert scheduler.jobs["j"].trigger.expression == "*/5 * * * *"

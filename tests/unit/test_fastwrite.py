@@ -8,7 +8,7 @@ from twisted.internet import defer, endpoints, protocol, reactor, ssl
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from broker.channels.fastwrite import write_now
+from broker.fastwrite import write_now
 from tests.tls_support import make_pki
 
 

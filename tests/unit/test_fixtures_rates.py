@@ -3,8 +3,8 @@
 import json
 from base64 import b64encode
 
-from broker.channels.http.protocol import HTTPRequest
-from broker.channels.http.router import Router
+from broker.http.protocol import HTTPRequest
+from broker.http.router import Router
 from broker.config.schema import Schema
 from broker.errors import NotFound, Unauthorized
 from broker.fixtures import FIXTURES

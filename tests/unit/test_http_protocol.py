@@ -13,8 +13,8 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.trial.unittest import SynchronousTestCase
 
-from broker.channels.http.limits import COUNTERS
-from broker.channels.http.protocol import HTTPLimits, HTTPRequest, HTTPResponse, HTTPServerFactory
+from broker.http.limits import COUNTERS
+from broker.http.protocol import HTTPLimits, HTTPRequest, HTTPResponse, HTTPServerFactory
 
 PEER = IPv4Address("TCP", "10.1.2.3", 40404)
 

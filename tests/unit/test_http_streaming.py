@@ -2,7 +2,7 @@
 
 from twisted.internet.error import ConnectionDone
 
-from broker.channels.http.protocol import HTTPLimits, HTTPStream
+from broker.http.protocol import HTTPLimits, HTTPStream
 from tests.unit.test_http_protocol import FakeHandler, ProtocolTestCase, UnreadTransport, request
 
 

@@ -9,7 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from broker.admin.openapi import ERROR_SCHEMA, build_openapi, markdown
-from broker.channels.http.app import error_body
+from broker.errors import error_body
 from broker.errors import MethodNotAllowed, ValidationError
 from broker.node import build_node
 from broker.simpleio import SOAP11_NS, SOAP12_NS

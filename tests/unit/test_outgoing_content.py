@@ -3,9 +3,10 @@
 import pytest
 from twisted.internet import task
 
-from broker.outgoing.content import encode_body, parse_body
-from broker.outgoing.errors import ConnectionFailed
-from broker.outgoing.http import HTTP_OUTGOING, HTTPConnection, _own_address
+from broker.http.content import encode_body, parse_body
+from broker.http.outgoing_errors import ConnectionFailed
+from broker.http.listener import Listener
+from broker.http.outgoing import HTTP_OUTGOING, HTTPConnection
 
 
 def connection(own=None, **config):
@@ -47,10 +48,10 @@ class _Host:
         self.host, self.port = host, port
 
 
-class _Node:
-    def __init__(self, host, port):
-        port_object = type("Port", (), {"getHost": lambda _self: _Host(host, port)})()
-        self.listener = type("Listener", (), {"port": port_object})()
+def _listening(host, port):
+    listener = Listener("tcp:0", None)
+    listener.port = type("Port", (), {"getHost": lambda _self: _Host(host, port)})()
+    return listener
 
 
 @pytest.mark.parametrize("host, expected", [
@@ -58,11 +59,11 @@ class _Node:
     ("::", "http://[::1]:17010"), ("::1", "http://[::1]:17010"),
 ])
 def test_own_address(host, expected):
-    assert _own_address(_Node(host, 17010)) == expected
+    assert _listening(host, 17010).own_address() == expected
 
 
 def test_own_address_before_listening():
-    assert _own_address(object()) is None
+    assert Listener("tcp:0", None).own_address() is None
 
 
 def test_parse_empty_bodies_are_none_except_raw():

@@ -146,13 +146,28 @@ def test_credentials_of_a_definition_without_permissions_are_refused_naming_it()
     """Right credentials of a definition absent from pubsub.permissions: a 403 saying so, not a
     bare 401 (which reads as a wrong password)."""
     basic = BasicAuth("admin", "admin", "pw")
-    access = Access({}, {"anonymous": Grant("anonymous", ["rates.#"])}, {"admin": basic})
+    access = Access({"admin": basic}, {"anonymous": Grant("anonymous", ["rates.#"])})
     with pytest.raises(Forbidden) as caught:
         access.identify({"authorization": "Basic YWRtaW46cHc="})
     assert 'security definition "admin" has no pub/sub permissions' in caught.value.message
     with pytest.raises(Unauthorized):
         access.identify({"authorization": "Basic YWRtaW46bm8="})     # a wrong password stays 401
     assert (access.counters["denied"], access.counters["auth_failures"]) == (1, 1)
+
+
+def test_an_api_key_of_a_definition_without_permissions_is_never_anonymous():
+    """In its own header as with a bearer token: the right key is a 403 naming the definition,
+    a wrong one a 401 (it was let in as anonymous when sent in the header)."""
+    access = Access({"apps": APIKey("apps", "k3y", header="X-Apps-Key")},
+                    {"anonymous": Grant("anonymous", ["demo.#"])})
+    for headers in ({"x-apps-key": "k3y"}, {"authorization": "Bearer k3y"}):
+        with pytest.raises(Forbidden, match='security definition "apps" has no pub/sub'):
+            access.identify(headers)
+    with pytest.raises(Unauthorized):
+        access.identify({"x-apps-key": "nope"})
+    assert access.identify({"x-other": "k3y"}) is access.anonymous
+    assert access.counters == {"authenticated": 0, "anonymous": 1, "auth_failures": 1,
+                               "denied": 2}
 
 
 def test_a_service_publishes_through_resources_and_gets_the_id():

@@ -10,8 +10,8 @@ from twisted.internet import defer
 
 from broker.errors import NotFound, ServiceUnavailable, ValidationError
 from broker.fixtures.rates import BASE_RATES, RateFixtures
-from broker.outgoing.content import parse_body
-from broker.outgoing.errors import ConnectionFailed
+from broker.http.content import parse_body
+from broker.http.outgoing_errors import ConnectionFailed
 from broker.runtime import Resources
 from broker.testing import call_service_sync
 

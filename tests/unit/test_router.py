@@ -2,7 +2,7 @@
 
 import pytest
 
-from broker.channels.http.router import Route, Router, compile_path
+from broker.http.router import Route, Router, compile_path
 from broker.errors import MethodNotAllowed, NotFound
 
 
@@ -105,3 +105,23 @@ def test_bad_or_duplicate_mounts_are_refused():
     router = _router(Route("m", "/app", ["GET"], "wsgi", prefix=True))
     with pytest.raises(ValueError, match="already mounted"):
         router.add(Route("n", "/app", ["GET"], "wsgi", prefix=True))
+
+
+def test_removed_routes_answer_no_more_and_others_stay():
+    router = Router()
+    static = Route("s", "/a", ["GET"], "svc")
+    template = Route("t", "/c/{id}", ["GET"], "svc")
+    other = Route("o", "/c/{id}", ["POST"], "svc")
+    mount = Route("m", "/app", ["GET"], "svc", prefix=True)
+    for route in (static, template, other, mount):
+        router.add(route)
+    for route in (static, template, mount):
+        router.remove(route)
+    for path in ("/a", "/app/x"):
+        with pytest.raises(NotFound):
+            router.match("GET", path)
+    with pytest.raises(MethodNotAllowed):
+        router.match("GET", "/c/1")
+    assert router.match("POST", "/c/1") == (other, {"id": "1"})
+    router.add(Route("s2", "/a", ["GET"], "svc"))  # the path is free again
+    assert router.routes == [other, router.routes[-1]]

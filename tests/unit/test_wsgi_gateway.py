@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from broker.channels.http.protocol import HTTPRequest, HTTPResponse
+from broker.http.protocol import HTTPRequest, HTTPResponse
 from broker.errors import ServiceUnavailable, Unauthorized
 from broker.security.auth import BasicAuth
 from broker.wsgi.gateway import WSGIGateway

@@ -4,9 +4,10 @@ import itertools
 
 import zmq
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 
-from broker.channels.zmq.adapter import ZmqSocket, zmq_context
+from broker.zmq.adapter import RELEASE_GRACE, ZmqSocket, zmq_context
+from tests.unit.fake_reactor import run_zmq_until
 
 _names = itertools.count()
 
@@ -118,3 +119,28 @@ def test_want_write_calls_back_once_the_socket_can_send():
     push.doRead()  # the FD signals the new peer
     assert calls == [1]
     push.close(), peer.close(linger=0)
+
+
+def test_waiting_for_zeromq_to_free_a_closed_socket_is_bounded():
+    reactor = MemoryReactorClock()
+    pull = ZmqSocket(reactor, zmq.PULL, options=[(zmq.LINGER, 0)], name="pull")
+    address = f"inproc://adapter-{next(_names)}"
+    pull.bind(address)
+    peer = zmq_context().socket(zmq.PUSH)  # an inproc peer that never calls ZeroMQ again:
+    peer.connect(address)                  # the socket cannot finish closing
+    released = []
+    with capturedLogs() as events:
+        pull.close(linger=0.5).addCallback(released.append)
+        reactor.advance(0)
+        assert released == [] and pull.closed
+        reactor.advance(0.5 + RELEASE_GRACE)
+    assert released == [None]
+    assert any("pull: ZeroMQ has not let go of the socket 5.5s after closing it" in formatEvent(e)
+               for e in events)
+    peer.close(linger=0)  # the socket can finish closing now
+    run_zmq_until(reactor, lambda: not reactor.getReaders())  # what watched it goes too
+    again = ZmqSocket(reactor, zmq.PULL)  # and ZeroMQ still closes sockets
+    again.bind(address)
+    released = []
+    again.close().addCallback(released.append)
+    run_zmq_until(reactor, lambda: released)

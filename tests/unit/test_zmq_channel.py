@@ -3,23 +3,29 @@ fake invoker/pub-sub and real inproc ZeroMQ peers."""
 
 import itertools
 import json
-from types import SimpleNamespace
+import socket
+from pathlib import Path
 
 import pytest
 import zmq
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
-from broker.channels.zmq.adapter import zmq_context
-from broker.channels.zmq.channel import PullChannel, RouterChannel, SubChannel, build_pull
-from broker.channels.zmq.config import ZMQ_PULL, ZMQ_ROUTER, ZMQ_SUB
+from broker.zmq.adapter import zmq_context
+from broker.zmq.channel import PullChannel, RouterChannel, SubChannel
+from broker.zmq.config import ZMQ_PULL, ZMQ_ROUTER, ZMQ_SUB
 from broker.config import ConfigError
-from broker.config.model import load_config
+from broker.config.loader import parse_yaml
+from broker.node import build_node, load_config
+from broker.node.model import root_schema
 from broker.errors import ValidationError
 from broker.runtime import Resources
 from broker.services.context import Response
+from broker.testing.components import ComponentHarness
+from tests.unit.fake_reactor import run_zmq_until
 
 _names = itertools.count()
+SERVICES = Path(__file__).with_name("loopback_services.py")
 
 
 class FakeInvoker:
@@ -27,12 +33,10 @@ class FakeInvoker:
 
     def __init__(self):
         self.calls = []
-        self.store = {"s": "s"}  # .get(name) -> the entry run() takes
+        self.encoded = []  # whether each call wanted the answer encoded
 
-    def run(self, entry, request):  # one-way channels decode themselves and call run()
-        return self.invoke(entry, request)
-
-    def invoke(self, service, request):
+    def invoke(self, service, request, encode=True):
+        self.encoded.append(encode)
         if request.raw_request == b"invalid":
             raise ValidationError.of([{"field": "text", "problem": "is required"}])
         d = defer.Deferred()
@@ -53,13 +57,20 @@ class FakePubSub:
 
 def _channel(cls, schema, pubsub=None, **config):
     address = f"inproc://channel-{next(_names)}"
-    section = schema.check({"name": "c", "type": cls.kind, "bind": address, **config})
+    section = schema.check({"name": "c", "type": cls.type, "bind": address, **config})
     resources = Resources()
     resources.pubsub = pubsub
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), invoker=FakeInvoker(), resources=resources)
-    channel = cls(section, ctx)
+    ctx = ComponentHarness(invoker=FakeInvoker(), resources=resources)
+    channel = cls(section, ctx.context())
+    ctx.attach()
     channel.startService()
     return channel, ctx, address
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _peer(kind, address):
@@ -88,6 +99,7 @@ def test_max_in_flight_stops_reading_until_an_invocation_finishes():
     ctx.reactor.advance(0)
     assert len(ctx.invoker.calls) == 5
     assert [json.loads(r.raw_request)["n"] for _, r, _ in ctx.invoker.calls] == [0, 1, 2, 3, 4]
+    assert ctx.invoker.encoded == [False] * 5  # one-way: no answer is encoded for nobody
     channel.stopService(), push.close()
 
 
@@ -97,11 +109,16 @@ def test_stop_waits_for_running_invocations_then_closes():
     push.send(b"{}")
     ctx.reactor.advance(0)
     socket = channel.socket
-    stopped = channel.stopService()
-    assert not stopped.called and not socket.closed
+    stopped = []
+    channel.stopService().addCallback(stopped.append)
+    assert not socket.closed and channel.socket.paused
     ctx.invoker.calls[0][2].callback(Response())
-    assert stopped.called and socket.closed and socket not in ctx.reactor.getReaders()
-    push.close()
+    assert socket.closed and socket not in ctx.reactor.getReaders()
+    push.close()  # an inproc peer takes part in closing when it next calls ZeroMQ
+    run_zmq_until(ctx.reactor, lambda: stopped)  # ZeroMQ closes sockets in its own threads
+    again = zmq_context().socket(zmq.PULL)
+    again.bind(address)  # the address is free once the stop has finished
+    again.close(linger=0)
 
 
 def test_invalid_input_is_counted_and_the_channel_goes_on():
@@ -111,7 +128,7 @@ def test_invalid_input_is_counted_and_the_channel_goes_on():
     push.send_multipart([b"topic", b"{}"])
     ctx.reactor.advance(0)
     counters = channel.metrics()
-    assert counters["bad_input"] == 1 and counters["received"] == 2
+    assert counters["client_errors"] == 1 and counters["received"] == 2
     assert ctx.invoker.calls[0][1].headers == {"topic": "topic"}
     channel.stopService(), push.close()
 
@@ -122,7 +139,7 @@ def test_router_answers_each_dealer_and_counts_replies_to_gone_clients():
     stays.send_multipart([b"", b'{"who": "stays"}'])
     leaves.send_multipart([b'{"who": "leaves"}'])
     ctx.reactor.advance(0)
-    assert len(ctx.invoker.calls) == 2
+    assert len(ctx.invoker.calls) == 2 and ctx.invoker.encoded == [True, True]
     # close() alone hands the socket to ZeroMQ's reaper thread, which tells the ROUTER some time
     # later (under load: after the reply below); an inproc disconnect() tells it now.
     leaves.disconnect(address)
@@ -149,8 +166,9 @@ def test_sub_feeds_a_pubsub_topic_with_the_decoded_payload():
                              "subscribe": ["rates."], "pubsub_topic": "zmq.{topic}"})
     resources = Resources()
     resources.pubsub = pubsub
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), invoker=FakeInvoker(), resources=resources)
-    channel = SubChannel(section, ctx)
+    ctx = ComponentHarness(invoker=FakeInvoker(), resources=resources)
+    channel = SubChannel(section, ctx.context())
+    ctx.attach()
     channel.startService()
     assert pub.poll(5000) and pub.recv() == b"\x01rates."
     pub.send_multipart([b"rates.EUR", b'{"rate": 1.1}'])
@@ -161,7 +179,7 @@ def test_sub_feeds_a_pubsub_topic_with_the_decoded_payload():
     assert pubsub.published == [("zmq.rates.EUR", {"rate": 1.1}, "zmq:feed"),
                                 ("zmq.rates.USD", [1], "zmq:feed")]
     counters = channel.metrics()
-    assert counters["published"] == 2 and counters["bad_input"] == 1 and not ctx.invoker.calls
+    assert counters["published"] == 2 and counters["client_errors"] == 1 and not ctx.invoker.calls
     channel.stopService(), pub.close()
 
 
@@ -175,12 +193,43 @@ def test_failed_publishes_are_counted():
     channel.stopService(), push.close()
 
 
-def test_pubsub_feed_needs_pubsub_configured():
-    section = ZMQ_PULL.check({"name": "x", "type": "zmq_pull", "bind": "tcp://127.0.0.1:*",
-                              "pubsub_topic": "t"})
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), invoker=None, resources=Resources())
-    with pytest.raises(ConfigError, match="pub/sub is not configured"):
-        build_pull(section, ctx)
+def test_a_channel_replaced_on_a_running_node_hands_its_address_to_the_new_one(tmp_path):
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    channel = "{name: work, type: zmq_pull, bind: '%s', service: test.double, max_in_flight: %d}"
+    path = tmp_path / "broker.yaml"
+    path.write_text(f'services: {{paths: ["{SERVICES}"]}}\nchannels:\n  - {channel % (address, 10)}\n')
+    reactor = MemoryReactorClock()
+    node = build_node(str(path), reactor=reactor)
+    node.startService()
+    push = _peer(zmq.PUSH, address)
+    try:
+        for n in range(1, 6):  # ZeroMQ frees an address some time after close: every time
+            old = node.components[("channel", "work")].value
+            push.send(b'{"n": %d}' % n)
+            run_zmq_until(reactor, lambda: old.metrics()["succeeded"] == 1)
+            section = root_schema().check(parse_yaml(f"channels:\n  - {channel % (address, n)}\n",
+                                                     "new.yaml")).channels[0]
+            replaced = []
+            node.replace(("channel", "work"), section).addBoth(replaced.append)
+            run_zmq_until(reactor, lambda: replaced)
+            new = node.components[("channel", "work")].value
+            assert replaced == [None] and old.socket is None and new.max_in_flight == n
+            assert new.running and new.socket.endpoints == [address]
+        push.send(b'{"n": 6}')  # the peer reconnected to the new socket on its own
+        run_zmq_until(reactor, lambda: new.metrics()["succeeded"] == 1)
+    finally:
+        push.close()
+        stopped = []
+        node.stopService().addBoth(stopped.append)
+        run_zmq_until(reactor, lambda: stopped)
+
+
+def test_pubsub_feed_needs_pubsub_configured(tmp_path):
+    config = tmp_path / "broker.yaml"
+    config.write_text("pubsub: {enabled: false}\nchannels:\n  - {name: x, type: zmq_pull, "
+                      "bind: 'tcp://127.0.0.1:*', pubsub_topic: t}\n")
+    with pytest.raises(ConfigError, match=r":3: channels\[0\].pubsub_topic: pubsub is not configured"):
+        build_node(str(config))
 
 
 @pytest.mark.parametrize("config, problem", [
@@ -204,7 +253,6 @@ def test_router_needs_a_service():
 
 
 def test_sample_config_loads():
-    from pathlib import Path
     config = load_config(Path(__file__).parents[2] / "etc" / "examples" / "zmq.yaml")
     types = {c.name: c.type for c in config.channels}
     assert types == {"zmq.echo": "zmq_router", "zmq.work": "zmq_pull"}

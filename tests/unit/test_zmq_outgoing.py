@@ -6,18 +6,16 @@ loopback TCP (a connected PUSH with no peer yet holds ``sndhwm`` messages).
 
 import json
 import socket
-from types import SimpleNamespace
 
 import pytest
 import zmq
-from twisted.internet.testing import MemoryReactorClock
 
-from broker.channels.zmq.adapter import zmq_context
-from broker.channels.zmq.config import ZMQ_PUB_OUT, ZMQ_PUSH_OUT
-from broker.outgoing.zmq import PubOutgoing, PushOutgoing, ZmqFull
-from broker.runtime import Resources
+from broker.zmq.adapter import zmq_context
+from broker.zmq.config import ZMQ_PUB_OUT, ZMQ_PUSH_OUT
+from broker.zmq.outgoing import PubOutgoing, PushOutgoing, ZmqFull
 from broker.services.base import Service
 from broker.testing import call_service_sync
+from broker.testing.components import ComponentHarness
 
 
 def _free_address():
@@ -30,8 +28,9 @@ def _push(**config):
     address = _free_address()
     section = ZMQ_PUSH_OUT.check({"name": "jobs", "type": "zmq_push", "connect": address,
                                   "sndhwm": 3, "linger": 0, **config})
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), resources=Resources())
-    out = PushOutgoing(section, ctx)
+    ctx = ComponentHarness()
+    out = PushOutgoing(section, ctx.context())
+    ctx.attach()
     out.startService()
     return out, ctx, address
 
@@ -102,8 +101,9 @@ def test_push_topic_makes_two_frames_and_formats_apply():
 def test_pub_tracks_subscriptions_and_counts_unheard_messages():
     section = ZMQ_PUB_OUT.check({"name": "ev", "type": "zmq_pub", "bind": "tcp://127.0.0.1:*",
                                  "topic": "ev.default", "linger": 0})
-    ctx = SimpleNamespace(reactor=MemoryReactorClock(), resources=Resources())
-    pub = PubOutgoing(section, ctx)
+    ctx = ComponentHarness()
+    pub = PubOutgoing(section, ctx.context())
+    ctx.attach()
     pub.startService()
     sub = zmq_context().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)

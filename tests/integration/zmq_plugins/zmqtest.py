@@ -3,7 +3,7 @@
 from twisted.internet import reactor, task
 
 from broker import Bool, Int, Service
-from broker.outgoing.zmq import ZmqFull
+from broker.zmq.outgoing import ZmqFull
 
 SEEN = {}
 

@@ -1,1 +1,0 @@
-"""ZeroMQ channels (PULL, SUB, request/reply over ROUTER) and the reactor adapter."""

@@ -1,0 +1,70 @@
+"""The HTTP listener service: binds an endpoint, knows its URLs, stops cleanly."""
+
+from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import serverFromString
+
+__all__ = ["Listener"]
+
+
+class Listener(Service):
+    """Listens on ``endpoint`` (a Twisted endpoint string) with ``factory``.
+
+    It binds in ``privilegedStartService`` so a port below 1024 can be had
+    before twistd drops privileges; a port that cannot be had stops startup
+    with one line instead of a traceback.  Twisted's port logs the line saying
+    where it listens; the node's ready line gives the URLs (:meth:`url`).
+
+    :ivar port: the listening port once bound (``port.getHost().port`` when
+        the endpoint asked for port 0).
+    """
+
+    def __init__(self, endpoint, factory, reactor=None):
+        self.endpoint = endpoint
+        self.factory = factory
+        self._reactor = reactor
+        self.port = None
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        if self._reactor is None:
+            from twisted.internet import reactor
+            self._reactor = reactor
+        results = []
+        serverFromString(self._reactor, self.endpoint).listen(self.factory).addBoth(results.append)
+        if not results:  # pragma: no cover - our endpoints listen synchronously
+            raise SystemExit(f"broker: listening on {self.endpoint} did not finish at once")
+        if hasattr(results[0], "getErrorMessage"):
+            raise SystemExit(f"broker: cannot listen on {self.endpoint}: {results[0].getErrorMessage()}")
+        self.port = results[0]
+
+    def url(self, path="/", websocket=False):
+        """The URL of ``path`` on this listener once bound; None when it has no IP address."""
+        host = self.port.getHost() if self.port is not None else None
+        if not isinstance(host, (IPv4Address, IPv6Address)):
+            return None
+        scheme = "ws" if websocket else "http"
+        if self.endpoint.partition(":")[0].lower() == "ssl":
+            scheme += "s"
+        address = f"[{host.host}]" if isinstance(host, IPv6Address) else host.host
+        return f"{scheme}://{address}:{host.port}{path}"
+
+    def own_address(self):
+        """``http://host:port`` to reach this listener from this machine, or None before it
+        listens (a wildcard address answers on loopback)."""
+        host = self.port.getHost() if self.port is not None else None
+        if getattr(host, "port", None) is None:
+            return None
+        address = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host.host, host.host)
+        return f"http://[{address}]:{host.port}" if ":" in address else f"http://{address}:{host.port}"
+
+    def startService(self):
+        if self.port is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()

@@ -1,0 +1,110 @@
+"""The broker's configuration file: its schema.
+
+Each component type keeps its own schema beside its code and is looked up
+by ``type`` through :mod:`broker.node.registry`; what one section names in
+another is checked when the node is assembled (:mod:`broker.node.assembly`).
+"""
+
+from collections.abc import Mapping
+
+from broker.config.loader import load_yaml
+from broker.config.schema import (Bool, Choice, Duration, Endpoint, Field, Int, ListOf, Name, Path,
+                                  Schema, Size, Str, Tagged, config_error)
+from broker.jsonfast import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
+from broker.node.registry import (CHANNEL_TYPES, CONNECTION_TYPES, FEATURES, OUTGOING_TYPES,
+                                  SECURITY_TYPES)
+
+__all__ = ["load_config", "root_schema"]
+
+DEFAULT_LISTEN = "tcp:17010:interface=127.0.0.1"
+
+HTTP = Schema("http", {
+    "listen": Field(Endpoint(), default=DEFAULT_LISTEN),
+    "access_log": Field(Bool(), default=False),
+    "docs": Field(Bool(), default=True, doc="serve /openapi.json and /docs"),
+    "server_header": Field(Str(), default="broker"),
+})
+
+SERVICES = Schema("services", {
+    "paths": Field(ListOf(Path()), default=[]),
+})
+
+SIMPLEIO = Schema("simpleio", {
+    "undeclared_input": Field(Choice("reject", "drop"), default="reject"),
+})
+
+LIMITS = Schema("limits", {
+    "max_body_size": Field(Size(), default="1MiB"),
+    "max_response_size": Field(Size(min=1), default="10MiB",
+                               doc="the largest answer a service may give; over it is a 500"),
+    "max_json_depth": Field(Int(min=1, max=MAX_DEPTH_LIMIT), default=DEFAULT_MAX_DEPTH,
+                            doc="how deep objects and arrays may nest in a client's JSON"),
+    "max_header_count": Field(Int(min=1, max=10_000), default=100),
+    "max_header_size": Field(Size(), default="16KiB"),
+    "header_timeout": Field(Duration(), default=10.0),
+    "body_timeout": Field(Duration(), default=30.0),
+    "idle_timeout": Field(Duration(), default=60.0),
+    "write_timeout": Field(Duration(min=0.1), default=60.0,
+                           doc="a client must take what we wrote (answers, WebSocket frames) "
+                               "within it, or its connection is aborted"),
+    "max_pipelined": Field(Int(min=1, max=1024), default=16),
+    "max_connections": Field(Int(min=1), default=1024),
+    "service_timeout": Field(Duration(), default=30.0),
+    "max_invoke_depth": Field(Int(min=1, max=256), default=16),
+    "threads": Field(Int(min=1, max=512), default=10),
+    "thread_queue": Field(Int(min=1), default=1000),
+    "thread_stop_timeout": Field(Duration(), default=10.0),
+})
+
+class _Schemas(Mapping):
+    """A live view of a type registry's schemas, so types added later are known."""
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    def __getitem__(self, key):
+        return self._registry[key].schema
+
+    def __iter__(self):
+        return iter(self._registry)
+
+    def __len__(self):
+        return len(self._registry)
+
+
+_CORE = {
+    "name": Field(Name(), default="broker"),
+    "http": Field(HTTP, default={}),
+    "services": Field(SERVICES, default={}),
+    "simpleio": Field(SIMPLEIO, default={}),
+    "limits": Field(LIMITS, default={}),
+    "security": Field(ListOf(Tagged("type", _Schemas(SECURITY_TYPES))), default=[]),
+    "connections": Field(ListOf(Tagged("type", _Schemas(CONNECTION_TYPES))), default=[]),
+    "outgoing": Field(ListOf(Tagged("type", _Schemas(OUTGOING_TYPES))), default=[]),
+    "channels": Field(ListOf(Tagged("type", _Schemas(CHANNEL_TYPES))), default=[]),
+}
+
+
+def root_schema():
+    """The whole file's schema: the core sections plus each feature's (:data:`FEATURES`)."""
+    fields = dict(_CORE)
+    for key, ctype in FEATURES.items():
+        if ctype.schema is not None:
+            fields[key] = Field(ctype.schema, default={})
+    return Schema("config", fields)
+
+
+def load_config(path):
+    """Load, substitute and check ``path``; :class:`ConfigError` names file, line and key."""
+    config = root_schema().check(load_yaml(path))
+    for key in ("security", "connections", "outgoing", "channels"):
+        _check_unique(config[key], key)
+    return config
+
+
+def _check_unique(items, key):
+    seen = set()
+    for item in items:
+        if item.name in seen:
+            raise config_error(item, "name", f'"{item.name}" is used twice in {key}')
+        seen.add(item.name)

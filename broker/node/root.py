@@ -1,0 +1,237 @@
+"""One broker node: its parts, its components and its HTTP listener.
+
+``build_node`` does all the work that can fail (config, plugins, every
+component) before twistd starts, so a mistake stops startup with one clear
+line.  The node is assembled from what was built, never patched afterwards.
+While it runs, :meth:`BrokerNode.replace` and :meth:`BrokerNode.remove` change
+one component (and rebuild those built on it) without touching the rest.
+"""
+
+import gc
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from broker.components import NodeParts
+from broker.config import ConfigError
+from broker.config.schema import config_error
+from broker.http.app import HTTPApp
+from broker.http.listener import Listener
+from broker.http.protocol import HTTPLimits, HTTPServerFactory
+from broker.http.router import Router
+from broker.jsonfast import COUNTERS as JSON_COUNTERS, set_max_depth
+from broker.node.assembly import Assembler
+from broker.node.model import load_config
+from broker.node.registry import BUILTIN_SERVICES, REGISTRY
+from broker.runtime import Resources
+from broker.services.invoker import Invoker
+from broker.services.store import ServiceLoadError, ServiceStore
+from broker.services.threads import ThreadRunner
+
+__all__ = ["BrokerNode", "build_node"]
+
+log = Logger()
+
+#: Built-in pages the ready line gives the URL of, when the config serves them.
+_READY_PAGES = ("broker.docs", "demo.live")
+
+
+class BrokerNode(MultiService):
+    """The root service: the thread pool, the components in build order, the HTTP listener.
+
+    :ivar config: the checked configuration.
+    :ivar parts: the :class:`~broker.components.NodeParts` every component uses.
+    :ivar store: the service store.
+    :ivar invoker: the invoker every channel calls.
+    :ivar router: the HTTP routing table.
+    :ivar resources: the :class:`~broker.runtime.Resources` services reach.
+    :ivar http: the HTTP server factory (its ``counters`` feed metrics).
+    :ivar listener: the HTTP :class:`~broker.http.listener.Listener`.
+    """
+
+    def __init__(self, config, parts, assembler, threads, http, listener):
+        super().__init__()
+        self.setName("broker")
+        self.reactor = parts.reactor
+        self.config = config
+        self.parts = parts
+        self.store = parts.store
+        self.invoker = parts.invoker
+        self.router = parts.router
+        self.resources = parts.resources
+        self.http = http
+        self.listener = listener
+        self._assembler = assembler
+        threads.setServiceParent(self)
+        for component in assembler.built.values():
+            component.setServiceParent(self)
+        listener.setServiceParent(self)
+
+    @property
+    def components(self):
+        """``{(kind, name): Component}`` in build order."""
+        return dict(self._assembler.built)
+
+    @property
+    def security(self):
+        """``{name: definition}``."""
+        return self.parts.security
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def startService(self):
+        for section in self.config.security:
+            definition = self.security[section.name]
+            if not definition.usable:
+                log.warn("security definition {name} accepts nobody: {fix}", name=definition.name,
+                         fix=_how_to_enable(section, definition.secret_key))
+        log.info("broker {name} starting: {services} services, {routes} HTTP routes",
+                 name=self.config.name, services=len(self.store), routes=len(self.router.routes))
+        super().startService()
+        self.reactor.callWhenRunning(self._ready)
+
+    def stopService(self):
+        """Stop taking work first (the listener, and the channels, which drain what they
+        took), then the rest: a service still running for a draining channel can use the
+        outgoing connections and features it needs until it is done."""
+        log.info("broker {name} stopping", name=self.config.name)
+        Service.stopService(self)
+        children = list(self)[::-1]
+        takers = [c for c in children if c is self.listener or getattr(c, "takes_work", False)]
+        d = _stop_all(takers)
+        d.addCallback(lambda _: _stop_all([c for c in children if c not in takers]))
+        return d
+
+    def _ready(self):
+        # Everything built at startup lives as long as the node: move it out of the
+        # collector's sight, so a full collection scans only what requests allocate.
+        gc.collect()
+        gc.freeze()
+        # Logged once the reactor runs (signal handlers are installed): the node is up.
+        log.info("broker {name} ready: {urls}", name=self.config.name, urls=" ".join(self.urls()))
+
+    def urls(self):
+        """Where to go first: the docs page, the WebSocket endpoints and the live page the
+        config serves, else the root URL (a listener without an IP address: its address)."""
+        listener = self.listener
+        if listener.url() is None:
+            return [str(listener.port.getHost())]
+        pages = {route.name: route.path for route in self.router.routes if route.name in _READY_PAGES}
+        urls = [listener.url(pages["broker.docs"])] if "broker.docs" in pages else []
+        urls += [listener.url(path, websocket=True) for path in self.parts.upgrades]
+        urls += [listener.url(pages["demo.live"])] if "demo.live" in pages else []
+        return urls or [listener.url()]
+
+    # -- changing one component ------------------------------------------------------------
+
+    def replace(self, key, section):
+        """Build ``section`` as the component ``key`` (new, or replacing the one there) and
+        rebuild what is built on it; the rest of the node is left alone.
+
+        Everything is built and put in place before anything stops: a section that
+        fails its checks raises :class:`~broker.config.ConfigError` and changes nothing.
+        The replaced components stop (draining their work) before the new ones start.
+
+        :return: a Deferred firing once the new components run.
+        """
+        new = self._assembler.rebuild(key, section)
+        old = self._assembler.swap(new)
+        d = self._stop(old)
+        d.addCallback(lambda _: self._start(new))
+        return d
+
+    def remove(self, key):
+        """Take out and stop the component ``key``; a Deferred firing once it stopped.
+
+        :raise KeyError: no such component.
+        :raise ValueError: naming the components built on it.
+        """
+        return self._stop([self._assembler.remove(key)])
+
+    def _stop(self, components):
+        """Stop ``components``, those built on others first."""
+        d = defer.succeed(None)
+        for component in reversed(components):
+            d.addCallback(lambda _, c=component: c.disownServiceParent())
+        return d
+
+    def _start(self, components):
+        for component in components:
+            component.setServiceParent(self)
+        log.info("components changed: {keys}",
+                 keys=", ".join(f"{kind} {name}" for kind, name in (c.key for c in components)))
+
+
+def _stop_all(services):
+    """Stop ``services`` together; a Deferred firing once all stopped."""
+    return defer.DeferredList([defer.maybeDeferred(service.stopService) for service in services])
+
+
+def _how_to_enable(section, key):
+    """What to do about a definition's empty secret: set the variable it is read from."""
+    where = config_error(section, key, "is empty")
+    variables = section.variables_of(key)
+    return f"set {' or '.join(variables)} ({where})" if variables else str(where)
+
+
+def build_node(path, listen=None, reactor=None):
+    """Load ``path`` and build the node; :class:`ConfigError` on any mistake.
+
+    :param listen: an endpoint string overriding ``http.listen``.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    config = load_config(path)
+    limits = config.limits
+    set_max_depth(limits.max_json_depth)
+
+    store = ServiceStore(config.simpleio.undeclared_input)
+    for cls in BUILTIN_SERVICES:
+        store.add(cls, source="broker")
+    try:
+        store.load_paths(config.services.paths)
+    except ServiceLoadError as error:
+        raise config_error(config.services, "paths", str(error)) from None
+
+    resources = Resources()
+    threads = ThreadRunner(reactor, limits.threads, limits.thread_queue, limits.thread_stop_timeout)
+    invoker = Invoker(store, reactor=reactor, threads=threads, timeout=limits.service_timeout,
+                      max_depth=limits.max_invoke_depth, resources=resources,
+                      max_response_size=limits.max_response_size)
+    router = Router()
+    app = HTTPApp(router, invoker, access_log=config.http.access_log)
+    factory = HTTPServerFactory(app, _http_limits(limits), reactor=reactor,
+                                server_header=config.http.server_header, access_log=app.access_log)
+    resources.metrics.update(invoker=lambda: invoker.counters, threads=threads.metrics,
+                             json=lambda: JSON_COUNTERS, http=lambda: factory.counters)
+
+    listener = Listener(_endpoint(config, listen, reactor), factory, reactor)
+    parts = NodeParts(config=config, reactor=reactor, store=store, invoker=invoker,
+                      resources=resources, router=router, upgrades=app.upgrade_handlers,
+                      own_address=listener.own_address)
+    assembler = Assembler(parts, REGISTRY)
+    assembler.build_all(config)
+    return BrokerNode(config, parts, assembler, threads, factory, listener)
+
+
+def _http_limits(limits):
+    return HTTPLimits(
+        max_body_size=limits.max_body_size, max_header_count=limits.max_header_count,
+        max_header_size=limits.max_header_size, header_timeout=limits.header_timeout,
+        idle_timeout=limits.idle_timeout, body_timeout=limits.body_timeout,
+        write_timeout=limits.write_timeout, max_pipelined=limits.max_pipelined,
+        max_connections=limits.max_connections)
+
+
+def _endpoint(config, listen, reactor):
+    """The listening endpoint string, checked now (``--listen`` wins over ``http.listen``)."""
+    endpoint = listen or config.http.listen
+    try:
+        serverFromString(reactor, endpoint)
+    except (ValueError, KeyError, TypeError) as error:
+        if listen:
+            raise ConfigError(f"--listen: bad endpoint {endpoint!r}: {error}") from None
+        raise config_error(config.http, "listen", f"bad endpoint {endpoint!r}: {error}") from None
+    return endpoint

@@ -1,0 +1,53 @@
+"""WebSocket ``invoke``: the frames of every ``/ws`` connection, as one message channel.
+
+The protocol checks the frame, the caller's ``invoke`` permission and its
+connection's ``max_pending_invokes``; everything else is
+:class:`~broker.channels.MessageChannel`'s (running, mapping errors, counting
+under ``websocket.invoke``, draining on stop).  The caller is the one the
+handshake identified.  The invoker encodes the answer (so
+``limits.max_response_size`` applies) and the protocol puts that JSON in the
+``ok`` frame as it is.
+"""
+
+from broker.channels import MessageChannel
+from broker.config.schema import Section
+from broker.errors import ServiceUnavailable
+
+__all__ = ["InvokeChannel"]
+
+#: What the channel is in config terms: one per node, answering in JSON.
+_SECTION = Section("websocket invoke", {"name": "invoke", "data_format": "json"})
+
+
+class InvokeChannel(MessageChannel):
+    """Runs ``invoke`` frames; settles each with the connection's ``ok`` or ``error`` frame."""
+
+    type = "websocket"
+    metrics_key = "websocket"
+
+    def __init__(self, ctx):
+        super().__init__(_SECTION, ctx)
+
+    def stopService(self):
+        super().stopService()
+        return self.drain()
+
+    def invoke(self, protocol, request_id, service, data):
+        """Run ``service`` with ``data`` for ``protocol``'s caller; answer ``request_id``."""
+        request = self.request(b"", {}, peer=protocol.peer)
+        request.payload = data
+        request.caller = protocol.caller
+        context = (protocol, request_id, service)
+        if self.reading_paused:  # draining: the node is stopping
+            self.failed(ServiceUnavailable("The node is stopping"), request, context)
+        else:
+            self.process(request, context, encode=True, service=service)
+
+    def succeeded(self, response, request, context):
+        protocol, request_id, service = context
+        protocol.invoked(request_id, service, request.cid, response)
+
+    def failed(self, error, request, context):
+        protocol, request_id, _ = context
+        protocol.invoke_failed(request_id, error)
+

@@ -1,0 +1,21 @@
+"""ZeroMQ: channels (PULL, SUB, request/reply over ROUTER), outgoing PUSH and PUB
+sockets, and the reactor adapter they share."""
+
+from broker.components import ComponentType, Needs
+from broker.zmq import channel, config, outgoing
+
+__all__ = ["CHANNELS", "OUTGOING"]
+
+_FEEDS = Needs.feature("pubsub", when="pubsub_topic")
+
+#: ``channels:`` types.
+CHANNELS = {
+    "zmq_pull": ComponentType(config.ZMQ_PULL, channel.build_pull, needs=[_FEEDS]),
+    "zmq_sub": ComponentType(config.ZMQ_SUB, channel.build_sub, needs=[_FEEDS]),
+    "zmq_router": ComponentType(config.ZMQ_ROUTER, channel.build_router),
+}
+#: ``outgoing:`` types: ``self.out.zmq[name]``.
+OUTGOING = {
+    "zmq_push": ComponentType(config.ZMQ_PUSH_OUT, outgoing.build_push, kind="zmq"),
+    "zmq_pub": ComponentType(config.ZMQ_PUB_OUT, outgoing.build_pub, kind="zmq"),
+}
