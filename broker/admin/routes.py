@@ -152,7 +152,10 @@ def builtin_routes(name, openapi, docs=True, resources=None, version=lambda: Non
 def build_admin(section, ctx):
     """The built-in routes of the ``http:`` section (docs when ``http.docs``)."""
     from broker import __version__
+    from broker.admin.guard import admin_guard
     from broker.admin.openapi import build_openapi
+
+    admin_guard(ctx)  # admin.security must name a definition
 
     routes, store, name = ctx.routes, ctx.store, ctx.config.name
     for route in builtin_routes(name, lambda: build_openapi(routes, store, name, __version__),

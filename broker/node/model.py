@@ -56,6 +56,12 @@ LIMITS = Schema("limits", {
     "thread_stop_timeout": Field(Duration(), default=10.0),
 })
 
+ADMIN = Schema("admin", {
+    "security": Field(Name(), doc="the security definition guarding /broker/admin/ (the admin API "
+                                  "and dashboard); without one they answer 403"),
+})
+
+
 class _Schemas(Mapping):
     """A live view of a type registry's schemas, so types added later are known."""
 
@@ -78,6 +84,7 @@ _CORE = {
     "services": Field(SERVICES, default={}),
     "simpleio": Field(SIMPLEIO, default={}),
     "limits": Field(LIMITS, default={}),
+    "admin": Field(ADMIN, default={}),
     "security": Field(ListOf(Tagged("type", _Schemas(SECURITY_TYPES))), default=[]),
     "connections": Field(ListOf(Tagged("type", _Schemas(CONNECTION_TYPES))), default=[]),
     "outgoing": Field(ListOf(Tagged("type", _Schemas(OUTGOING_TYPES))), default=[]),
