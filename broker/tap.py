@@ -34,6 +34,10 @@ class Options(usage.Options):
             self.node = build_node(path, listen=self["listen"])
         except ConfigError as error:
             raise SystemExit(f"broker: {error}") from None
+        if self.node.config.logging.format == "json" and getattr(self, "parent", None) is not None \
+                and not self.parent.get("logger"):
+            from broker.admin.logs import twistd_observer_factory  # noqa: PLC0415
+            self.parent["logger"] = twistd_observer_factory(self.parent.get("logfile"))
 
 
 def makeService(options):

@@ -22,6 +22,7 @@ from broker.amqp.errors import (AMQPPublishError, OutboxFull, PublishNacked, Pub
                                 Unroutable)
 from broker.ids import id_maker
 from broker.simpleio import encode
+from broker.services.tracing import outgoing_traceparent
 
 __all__ = ["AMQPOutgoing", "build_amqp_outgoing"]
 
@@ -88,6 +89,9 @@ class AMQPOutgoing(Service):
         if self._pika is None:
             from broker.amqp import _pika
             self._pika = _pika
+        traceparent = outgoing_traceparent()
+        if traceparent is not None and not (headers and "traceparent" in headers):
+            headers = {**(headers or {}), "traceparent": traceparent}
         message = _Message(
             section.exchange, section.routing_key if routing_key is None else routing_key, body,
             self._pika.BasicProperties(

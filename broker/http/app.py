@@ -124,9 +124,10 @@ class HTTPApp:
         return HTTPResponse(error.status, headers, body)
 
     def _log_access(self, http_request, response, duration):
-        access.info('{peer} "{method} {path}" {status} {size} {ms:.1f}ms',
+        cid = next((value for name, value in response.headers if name == "X-Broker-CID"), None)
+        access.info('{peer} "{method} {path}" {status} {size} {ms:.1f}ms (cid {cid})',
                     peer=http_request.peer, method=http_request.method, path=http_request.path,
-                    status=response.status, size=len(response.body), ms=duration * 1000)
+                    status=response.status, size=len(response.body), ms=duration * 1000, cid=cid)
 
 
 _PROTOCOL_CODES = {400: "bad_request", 408: "request_timeout", 413: "payload_too_large",

@@ -45,6 +45,7 @@ from broker.components import ComponentType
 from broker.config.schema import (Bool, Choice, Duration, Field, Int, ListOf, MapOf, Name, Path,
                                   Schema, Size, Str, Tagged, config_error)
 from broker.http.content import FORMATS, BodyTooLarge, encode_body, parse_body, read_body
+from broker.services.tracing import outgoing_traceparent
 from broker.http.outgoing_errors import (BadStatus, ConnectionFailed, OutgoingTimeout, ResponseTooLarge,
                                     UnparseableResponse)
 
@@ -252,6 +253,9 @@ class HTTPConnection(Service):
         url, path = self.url(params)
         body, content_type = (None, None) if data is None else encode_body(self.config.data_format, data)
         sent = {**self._headers, **(headers or {})}
+        traceparent = outgoing_traceparent()
+        if traceparent is not None and not any(k.lower() == "traceparent" for k in sent):
+            sent["traceparent"] = traceparent
         if content_type and not any(k.lower() == "content-type" for k in sent):
             sent["Content-Type"] = content_type
         retryable = method in IDEMPOTENT

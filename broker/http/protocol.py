@@ -153,6 +153,7 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
                 self._upgrade_wait[1].append(data)
             return
         self._reads += 1
+        self.factory.bytes_received += len(data)
         if self._in_head:  # the head goes on from an earlier read
             if self._head_more is None:
                 self._head_more = [self._data, data]  # the read it began in, this one
@@ -405,6 +406,9 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             length = b"Content-Length: %d\r\n" % len(body)
             data = b"".join((line, head, length, date, tail, b"" if head_only else body))
         write_now(self.transport, data)  # sent at once when nothing waits (saves a reactor turn)
+        factory.bytes_sent += len(data)
+        statuses = factory.statuses
+        statuses[status] = statuses.get(status, 0) + 1
         if self._access_log is not None and request.__class__ is HTTPRequest:
             try:
                 self._access_log(request, response, now - self._started)
@@ -441,6 +445,7 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         factory = self.factory
         date = factory.date if now < factory.date_until else factory.date_line(now)
         self.transport.write(b"".join((line, head, framing, date, tail)))
+        factory.statuses[status] = factory.statuses.get(status, 0) + 1
         self._stream = writer = StreamWriter(self, chunked, None if discard else length, discard, close)
         self._stream_response = response
         try:
@@ -552,6 +557,8 @@ class HTTPServerFactory(Factory):
         self.access_log = access_log
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.open_connections = 0
+        self.statuses = {}  # status -> answers (streamed ones counted at their head)
+        self.bytes_received = self.bytes_sent = 0  # streamed bodies not counted in bytes_sent
         server = "".join(c for c in server_header or "" if " " <= c != "\x7f")
         server = f"Server: {server}\r\n".encode("latin-1", "replace") if server else b""
         self.tail = server + b"\r\n"
@@ -563,6 +570,11 @@ class HTTPServerFactory(Factory):
     def buildProtocol(self, addr):
         """A protocol for one connection."""
         return HTTPProtocol(self)
+
+    def metrics(self):
+        """The counters, connections open now, bytes in and out, and answers by status."""
+        return {**self.counters, "open": self.open_connections, "bytes_received": self.bytes_received,
+                "bytes_sent": self.bytes_sent, "statuses": dict(self.statuses)}
 
     def date_line(self, now):
         """The ``Date`` header line at ``now``, rendered at most once a second."""

@@ -16,6 +16,8 @@ connection or outgoing type is one package plus one line.
 
 from broker import amqp, cache, fixtures, loopback, redis, scheduler, zmq
 from broker.admin.jobs import JOBS
+from broker.admin.logs import LOGGING
+from broker.admin.prometheus import METRICS
 from broker.admin.routes import ADMIN
 from broker.amqp.service import PublishService
 from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType
@@ -63,6 +65,8 @@ FEATURES = {
     "pubsub.fronts": FRONTS,
     "admin": ADMIN,
     "admin.jobs": JOBS,
+    "metrics": METRICS,
+    "logging": LOGGING,
 }
 
 BUILTIN_SERVICES = (*DISPATCHERS, PublishService)

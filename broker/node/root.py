@@ -205,7 +205,7 @@ def build_node(path, listen=None, reactor=None):
     factory = HTTPServerFactory(app, _http_limits(limits), reactor=reactor,
                                 server_header=config.http.server_header, access_log=app.access_log)
     resources.metrics.update(invoker=lambda: invoker.counters, threads=threads.metrics,
-                             json=lambda: JSON_COUNTERS, http=lambda: factory.counters)
+                             json=lambda: JSON_COUNTERS, http=factory.metrics)
 
     listener = Listener(_endpoint(config, listen, reactor), factory, reactor)
     parts = NodeParts(config=config, reactor=reactor, store=store, invoker=invoker,

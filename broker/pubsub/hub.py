@@ -174,7 +174,15 @@ class Hub:
         for session in unique:
             session.resync()
 
+    def subscribers(self):
+        """``{pattern: sessions subscribed to it}``."""
+        return {pattern: len(sessions) for pattern, sessions in self._by_pattern.items()}
+
     def metrics(self):
         counters = dict(self.counters)
         counters.update(self.store.counters)
+        unique = {}
+        for sessions in self._by_pattern.values():
+            unique.update(sessions)
+        counters["queued"] = sum(len(session.queue) for session in unique)
         return counters

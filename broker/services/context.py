@@ -48,14 +48,17 @@ class Request:
     :ivar method: the HTTP method, or None for other transports.
     :ivar cid: the correlation id.
     :ivar caller: the authenticated identity, or None.
+    :ivar trace: its :class:`~broker.services.tracing.Trace`, set when first needed
+        (``tracing.trace_of``).
     """
 
     __slots__ = ("input", "payload", "raw_request", "headers", "path_params", "query",
-                 "method", "path", "channel", "cid", "caller", "peer", "content_type", "depth")
+                 "method", "path", "channel", "cid", "caller", "peer", "content_type", "depth",
+                 "trace")
 
     def __init__(self, *, payload=None, raw_request=b"", headers=None, path_params=None,
                  query=None, method=None, path=None, channel=INTERNAL, cid=None,
-                 caller=None, peer=None, content_type="", depth=0):
+                 caller=None, peer=None, content_type="", depth=0, trace=None):
         self.input = None
         self.payload = payload
         self.raw_request = raw_request
@@ -70,6 +73,7 @@ class Request:
         self.peer = peer
         self.content_type = content_type
         self.depth = depth
+        self.trace = trace
 
     @classmethod
     def from_channel(cls, raw_request, headers, path_params, query, method, path, channel, cid,
@@ -77,7 +81,7 @@ class Request:
         """A request as an edge builds it, per message: positional and without
         ``__init__``'s keyword handling (about three times cheaper)."""
         request = cls.__new__(cls)
-        request.input = request.payload = request.caller = None
+        request.input = request.payload = request.caller = request.trace = None
         request.raw_request = raw_request
         request.headers = headers
         request.path_params = path_params

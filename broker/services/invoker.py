@@ -10,6 +10,7 @@ either a :class:`~broker.services.context.Response` or a Deferred of one.
 """
 
 from inspect import iscoroutine
+from time import perf_counter
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -19,6 +20,7 @@ from zope.interface import Interface, implementer
 from broker.runtime import Resources
 from broker.errors import BrokerError, ResponseTooLarge, ServiceError, Timeout, ValidationError
 from broker.services.context import INTERNAL, Payload, Request, Response
+from broker.services.tracing import CURRENT, trace_of
 from broker.simpleio import CONTENT_TYPES, decode, encode
 
 __all__ = ["IInvoker", "Invoker"]
@@ -71,6 +73,7 @@ class Invoker:
         self.max_response_size = max_response_size
         self.counters = {"invocations": 0, "client_errors": 0, "service_errors": 0, "timeouts": 0,
                          "responses_too_large": 0}
+        self.timing = False  # per-service latency histograms (the metrics feature turns it on)
 
     # -- entry points ---------------------------------------------------------
 
@@ -96,7 +99,8 @@ class Invoker:
             return defer.fail(ServiceError(f"Invocation depth over {self.max_depth}"))
         request = Request(payload=data, channel=channel, depth=depth,
                           cid=parent.cid if parent is not None else None,
-                          caller=parent.caller if parent is not None else None)
+                          caller=parent.caller if parent is not None else None,
+                          trace=trace_of(parent) if parent is not None else None)
         try:
             result = self._run(self.store.get(name), request, False)
         except Exception:
@@ -109,6 +113,9 @@ class Invoker:
 
     def _run(self, entry, request, encode_output):
         self.counters["invocations"] += 1
+        stats = entry.stats
+        stats.invocations += 1
+        started = perf_counter() if self.timing else 0.0
         sio = entry.sio
         data = request.payload
         params = request.params
@@ -122,6 +129,7 @@ class Invoker:
                 request.input = sio.parse_input(data)
             except ValidationError:
                 self.counters["client_errors"] += 1
+                stats.client_errors += 1
                 raise
         else:
             request.input = Payload(data) if isinstance(data, dict) else data
@@ -133,27 +141,29 @@ class Invoker:
         service._invoker = self
         service._threads = self._threads
         service._resources = self.resources
+        call = CURRENT.set((entry.name, request))  # log lines and outgoing calls see it
         try:
             result = service.handle()
+            if result is not None and iscoroutine(result):
+                result = defer.Deferred.fromCoroutine(result)  # its steps keep CURRENT
         except BrokerError:
             raise
         except Exception as exc:
             raise self._service_failed(entry, request, exc) from exc
-        if result is not None:
-            if iscoroutine(result):
-                result = defer.Deferred.fromCoroutine(result)
-            if isinstance(result, defer.Deferred):
-                if result.called and not isinstance(result.result, (Failure, defer.Deferred)):
-                    # an async handle() that never had to wait: answer now, no timer
-                    return self._finish(entry, request, response, encode_output)
-                if self.timeout:
-                    result.addTimeout(self.timeout, self._reactor)
-                return result.addCallbacks(
-                    lambda _: self._finish(entry, request, response, encode_output),
-                    lambda failure: self._async_failed(entry, request, failure))
-        return self._finish(entry, request, response, encode_output)
+        finally:
+            CURRENT.reset(call)
+        if result is not None and isinstance(result, defer.Deferred):
+            if result.called and not isinstance(result.result, (Failure, defer.Deferred)):
+                # an async handle() that never had to wait: answer now, no timer
+                return self._finish(entry, request, response, encode_output, started)
+            if self.timeout:
+                result.addTimeout(self.timeout, self._reactor)
+            return result.addCallbacks(
+                lambda _: self._finish(entry, request, response, encode_output, started),
+                lambda failure: self._async_failed(entry, request, failure))
+        return self._finish(entry, request, response, encode_output, started)
 
-    def _finish(self, entry, request, response, encode_output):
+    def _finish(self, entry, request, response, encode_output, started=0.0):
         """Keep only declared output and encode it for the channel."""
         payload = response.payload
         sio = entry.sio
@@ -183,6 +193,8 @@ class Invoker:
                 response.body = body
                 if response.content_type is None:
                     response.content_type = content_type
+        if started:
+            entry.stats.observe(perf_counter() - started)
         return response
 
     def _too_large(self, entry, request):
@@ -196,6 +208,7 @@ class Invoker:
     def _async_failed(self, entry, request, failure):
         if failure.check(defer.TimeoutError, defer.CancelledError):
             self.counters["timeouts"] += 1
+            entry.stats.timeouts += 1
             log.warn("service {service} timed out after {timeout}s (cid {cid})",
                      service=entry.name, timeout=self.timeout, cid=request.cid)
             raise Timeout()
@@ -206,6 +219,7 @@ class Invoker:
     def _service_failed(self, entry, request, exc, failure=None):
         """Log a service's own failure in full; the caller gets a generic error."""
         self.counters["service_errors"] += 1
+        entry.stats.service_errors += 1
         if failure is None:
             failure = Failure(exc)
         log.failure("service {service} failed (cid {cid}): {error}", failure,

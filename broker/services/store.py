@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from broker.errors import ServiceNotFound
 from broker.services.base import Service, derive_name
+from broker.services.stats import ServiceStats
 from broker.simpleio import compile_simpleio
 
 __all__ = ["ServiceEntry", "ServiceLoadError", "ServiceStore"]
@@ -23,11 +24,11 @@ class ServiceLoadError(Exception):
 
 
 class ServiceEntry:
-    """A deployed service: its class, name, compiled SimpleIO and logger."""
+    """A deployed service: its class, name, compiled SimpleIO, logger and counters."""
 
-    __slots__ = ("name", "cls", "sio", "logger", "source", "new")
+    __slots__ = ("name", "cls", "sio", "logger", "source", "new", "stats")
 
-    def __init__(self, name, cls, sio, source=None):
+    def __init__(self, name, cls, sio, source=None, stats=None):
         self.name = name
         self.cls = cls
         # An instance the invoker fills in: skip Service.__init__'s defaults
@@ -36,6 +37,7 @@ class ServiceEntry:
         self.sio = sio
         self.source = source
         self.logger = Logger(namespace=f"broker.service.{name}")
+        self.stats = stats if stats is not None else ServiceStats()
 
 
 class ServiceStore:
@@ -48,6 +50,7 @@ class ServiceStore:
     def __init__(self, undeclared_input="reject"):
         self.undeclared_input = undeclared_input
         self._entries = {}
+        self.stats = {}  # name -> ServiceStats, kept across redeploys
         self.version = 0  # moves with every deploy and undeploy
 
     def __contains__(self, name):
@@ -78,7 +81,8 @@ class ServiceStore:
                 f"{source or cls.__module__}: service name {name!r} is already used by "
                 f"{existing.source or existing.cls.__module__}")
         sio = compile_simpleio(getattr(cls, "SimpleIO", None), name, self.undeclared_input)
-        entry = self._entries[name] = ServiceEntry(name, cls, sio, source)
+        stats = self.stats.get(name) or self.stats.setdefault(name, ServiceStats())
+        entry = self._entries[name] = ServiceEntry(name, cls, sio, source, stats)
         self.version += 1
         return entry
 

@@ -32,9 +32,11 @@ class InvokeChannel(MessageChannel):
         super().stopService()
         return self.drain()
 
-    def invoke(self, protocol, request_id, service, data):
-        """Run ``service`` with ``data`` for ``protocol``'s caller; answer ``request_id``."""
-        request = self.request(b"", {}, peer=protocol.peer)
+    def invoke(self, protocol, request_id, service, data, traceparent=None):
+        """Run ``service`` with ``data`` for ``protocol``'s caller; answer ``request_id``
+        (``traceparent``: the W3C trace it continues, from the frame or the handshake)."""
+        request = self.request(b"", {"traceparent": traceparent} if traceparent else {},
+                               peer=protocol.peer)
         request.payload = data
         request.caller = protocol.caller
         context = (protocol, request_id, service)

@@ -75,6 +75,7 @@ class PubSubProtocol(WebSocketServerProtocol):
         except Forbidden as error:      # good credentials of a definition without permissions
             factory.counters["auth_refused"] += 1
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, error.message) from None
+        self.traceparent = headers.get("traceparent")  # the trace invocations continue
         return None
 
     def onOpen(self):
@@ -280,7 +281,9 @@ class PubSubProtocol(WebSocketServerProtocol):
             raise _Mistake("too_many_requests",
                            f"at most {self.factory.max_pending} invocations at a time", "id")
         self._pending += 1
-        self.factory.invocations.invoke(self, frame.get("id"), service, frame.get("data"))
+        traceparent = frame.get("traceparent") or getattr(self, "traceparent", None)
+        self.factory.invocations.invoke(self, frame.get("id"), service, frame.get("data"),
+                                        traceparent if isinstance(traceparent, str) else None)
 
     def invoked(self, request_id, service, cid, response):
         """An invocation answered (:class:`~broker.websocket.invoke.InvokeChannel`): the
