@@ -34,8 +34,10 @@ setup(
         "PyYAML>=6.0",
         "swagger-ui-bundle-v2>=5.17,<6",
         "urllib3>=1.26.8",  # broker.client
+        "prometheus-client>=0.20",  # GET /metrics
     ],
     extras_require={
+        "otel": ["opentelemetry-sdk>=1.20"],  # tracing: export spans when configured
         "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6", "websockets>=13",
                  "openapi-spec-validator>=0.7", "jsonschema>=4.18"],
     },

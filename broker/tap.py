@@ -36,8 +36,9 @@ class Options(usage.Options):
             raise SystemExit(f"broker: {error}") from None
         if self.node.config.logging.format == "json" and getattr(self, "parent", None) is not None \
                 and not self.parent.get("logger"):
-            from broker.admin.logs import twistd_observer_factory  # noqa: PLC0415
-            self.parent["logger"] = twistd_observer_factory(self.parent.get("logfile"))
+            from broker.admin import logs  # noqa: PLC0415
+            logs.TWISTD_LOGFILE = self.parent.get("logfile")
+            self.parent["logger"] = "broker.admin.logs.twistd_json_observer"
 
 
 def makeService(options):

@@ -22,7 +22,8 @@ from broker.components import ComponentType
 from broker.config.schema import Choice, Field, Schema
 from broker.services.tracing import CURRENT
 
-__all__ = ["LOGGING", "LOGGING_SECTION", "json_line", "json_observer", "mask_secrets"]
+__all__ = ["LOGGING", "LOGGING_SECTION", "json_line", "json_observer", "mask_secrets",
+           "twistd_json_observer"]
 
 _SECRETS = (
     (re.compile(r"(?i)\b(basic|bearer|digest)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 ***"),
@@ -81,15 +82,18 @@ def json_observer(out=None):
     return FileLogObserver(out if out is not None else sys.stdout, json_line)
 
 
-def twistd_observer_factory(logfile):
-    """For twistd's ``logger`` option: JSON lines to where its text would go
-    (``-`` or none under ``--nodaemon``: stdout; else the log file)."""
-    def make():
-        if not logfile or logfile == "-":
-            return json_observer(sys.stdout)
-        from twisted.python.logfile import LogFile  # noqa: PLC0415
-        return json_observer(LogFile.fromFullPath(logfile))
-    return make
+#: Where :func:`twistd_json_observer` writes: twistd's ``--logfile`` (``broker.tap`` sets it).
+TWISTD_LOGFILE = None
+
+
+def twistd_json_observer():
+    """For twistd's ``logger`` option (a name it imports): JSON lines to where its text
+    would go (stdout for ``-`` or none, under ``--nodaemon``; else the log file)."""
+    logfile = TWISTD_LOGFILE
+    if not logfile or logfile == "-":
+        return json_observer(sys.stdout)
+    from twisted.python.logfile import LogFile  # noqa: PLC0415
+    return json_observer(LogFile.fromFullPath(logfile))
 
 
 LOGGING_SECTION = Schema("logging", {
