@@ -18,7 +18,7 @@ setup(
     # twisted.plugins holds only broker_plugin.py: no __init__.py is shipped
     # for twisted/ or twisted/plugins/, so Twisted itself is never shadowed.
     packages=find_packages(include=["broker", "broker.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/broker_plugin.py"]},
+    package_data={"twisted": ["plugins/broker_plugin.py"], "broker.admin": ["static/*"]},
     include_package_data=True,
     install_requires=[
         "twisted>=24.7",

@@ -59,6 +59,8 @@ LIMITS = Schema("limits", {
 ADMIN = Schema("admin", {
     "security": Field(Name(), doc="the security definition guarding /broker/admin/ (the admin API "
                                   "and dashboard); without one they answer 403"),
+    "dashboard_interval": Field(Duration(min=0.1, max=60), default="1s",
+                                doc="how often the dashboard gets a new snapshot"),
 })
 
 

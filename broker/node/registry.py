@@ -15,6 +15,7 @@ connection or outgoing type is one package plus one line.
 """
 
 from broker import amqp, cache, fixtures, loopback, redis, scheduler, zmq
+from broker.admin.dashboard import DASHBOARD
 from broker.admin.jobs import JOBS
 from broker.admin.logs import LOGGING
 from broker.admin.prometheus import METRICS
@@ -65,6 +66,7 @@ FEATURES = {
     "pubsub.fronts": FRONTS,
     "admin": ADMIN,
     "admin.jobs": JOBS,
+    "admin.dashboard": DASHBOARD,
     "metrics": METRICS,
     "logging": LOGGING,
 }
