@@ -5,6 +5,7 @@ instance on a fake transport and reports µs per request (and, with --profile,
 the top functions by own time).  Useful when the box is too busy for wrk.
 
     python bench/profile_pipeline.py [-n 20000] [--profile]
+    BENCH_METRICS=false python bench/profile_pipeline.py    # without /metrics and its timing
 """
 
 import argparse
@@ -54,6 +55,10 @@ def main():
     args = p.parse_args()
     os.environ.setdefault("BROKER_BENCH_PASSWORD", "bench-secret")
     node = build_node(str(ROOT / "bench" / "broker-bench.yaml"), reactor=MemoryReactorClock())
+    metrics = node.components.get(("feature", "metrics"))
+    if metrics is not None and metrics.value is not None:
+        metrics.startService()  # as twistd runs it: per-service latency timing on
+    print(f"metrics: {'on' if node.invoker.timing else 'off'}")
     if args.bare:
         node.http.handler = _Bare()
     proto = node.http.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))

@@ -168,11 +168,11 @@ class _Timing(IService):
 
     def startService(self):
         super().startService()
-        self.invoker.timing = True
+        self.invoker.timing += 1
 
     def stopService(self):
         super().stopService()
-        self.invoker.timing = False
+        self.invoker.timing -= 1
 
 
 METRICS_SECTION = Schema("metrics", {

@@ -18,6 +18,7 @@ from broker import amqp, cache, fixtures, loopback, redis, scheduler, zmq
 from broker.admin.dashboard import DASHBOARD
 from broker.admin.jobs import JOBS
 from broker.admin.logs import LOGGING
+from broker.admin.otel import TRACING
 from broker.admin.prometheus import METRICS
 from broker.admin.routes import ADMIN
 from broker.amqp.service import PublishService
@@ -69,6 +70,7 @@ FEATURES = {
     "admin.dashboard": DASHBOARD,
     "metrics": METRICS,
     "logging": LOGGING,
+    "tracing": TRACING,
 }
 
 BUILTIN_SERVICES = (*DISPATCHERS, PublishService)

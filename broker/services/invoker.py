@@ -73,7 +73,8 @@ class Invoker:
         self.max_response_size = max_response_size
         self.counters = {"invocations": 0, "client_errors": 0, "service_errors": 0, "timeouts": 0,
                          "responses_too_large": 0}
-        self.timing = False  # per-service latency histograms (the metrics feature turns it on)
+        self.timing = 0     # > 0: time invocations (metrics' histograms, tracing's spans)
+        self.spans = None   # callable(service name, request, seconds) per answered invocation
 
     # -- entry points ---------------------------------------------------------
 
@@ -100,7 +101,7 @@ class Invoker:
         request = Request(payload=data, channel=channel, depth=depth,
                           cid=parent.cid if parent is not None else None,
                           caller=parent.caller if parent is not None else None,
-                          trace=trace_of(parent) if parent is not None else None)
+                          trace=trace_of(parent).child() if parent is not None else None)
         try:
             result = self._run(self.store.get(name), request, False)
         except Exception:
@@ -194,7 +195,10 @@ class Invoker:
                 if response.content_type is None:
                     response.content_type = content_type
         if started:
-            entry.stats.observe(perf_counter() - started)
+            elapsed = perf_counter() - started
+            entry.stats.observe(elapsed)
+            if self.spans is not None:
+                self.spans(entry.name, request, elapsed)
         return response
 
     def _too_large(self, entry, request):

@@ -7,9 +7,10 @@ the correlation id and outgoing connections carry the trace without being
 handed either.
 
 A request's trace is read from its ``traceparent`` header (HTTP, WebSocket,
-AMQP headers) the first time it is needed, or started anew; services it
-invokes share it, and each outgoing call gets a ``traceparent`` naming the
-trace and a new span.
+AMQP headers) the first time it is needed, or started anew.  Each invocation
+is one span of it: a service invoked by another is a child span, and its
+outgoing calls (HTTP, AMQP) carry a ``traceparent`` naming the trace and the
+invocation's span as their parent.
 """
 
 import os
@@ -59,6 +60,10 @@ class Trace:
     def new(cls):
         return cls(os.urandom(16).hex())
 
+    def child(self):
+        """The trace of an invocation this one makes: same trace, a new span under ours."""
+        return Trace(self.trace_id, self.span_id, flags=self.flags)
+
     def traceparent(self, span_id=None):
         """The header naming this trace with ``span_id`` (ours by default) as the parent."""
         return f"00-{self.trace_id}-{span_id or self.span_id}-{self.flags}"
@@ -84,9 +89,9 @@ def current_request():
 
 
 def outgoing_traceparent():
-    """A ``traceparent`` for an outgoing call made by the service running now (a new span
-    of its trace), or None outside a service."""
+    """A ``traceparent`` for an outgoing call made by the service running now (its trace,
+    its span as the parent), or None outside a service."""
     request = current_request()
     if request is None:
         return None
-    return trace_of(request).traceparent(_span_id())
+    return trace_of(request).traceparent()

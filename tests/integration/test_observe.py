@@ -176,8 +176,11 @@ def test_a_traceparent_is_followed_through_services_into_outgoing_http_and_amqp(
     from_http = [_parts(tp) for tp in seen["http"][http_before:]]
     from_amqp = [_parts(tp) for tp in seen["amqp"][amqp_before:]]
     assert {t for t, _ in from_http + from_amqp} == {trace_id}
-    spans = [s for _, s in from_http + from_amqp]
-    assert caller_span not in spans and len(set(spans)) == len(spans)  # a new span per call
+    inner_http, record_http = from_http[0][1], from_http[1][1]
+    inner_amqp = from_amqp[0][1]
+    assert caller_span not in (inner_http, record_http, inner_amqp)
+    assert inner_http == inner_amqp  # both calls of observe.inner name its span as their parent
+    assert record_http != inner_http  # observe.record is a span of its own (the AMQP hop)
 
 
 def test_a_websocket_invoke_continues_the_frames_traceparent(broker):

@@ -28,7 +28,7 @@ def test_a_valid_traceparent_is_continued_and_bad_ones_are_not():
         assert Trace.parse(bad) is None, bad
 
 
-def test_a_request_keeps_its_trace_and_outgoing_calls_get_new_spans():
+def test_a_request_keeps_its_trace_and_outgoing_calls_name_its_span():
     request = Request(headers={"traceparent": f"00-{TRACE}-b7ad6b7169203331-01"}, cid="c1")
     assert outgoing_traceparent() is None  # outside a service
     token = CURRENT.set(("svc", request))
@@ -36,9 +36,11 @@ def test_a_request_keeps_its_trace_and_outgoing_calls_get_new_spans():
         first, second = outgoing_traceparent(), outgoing_traceparent()
     finally:
         CURRENT.reset(token)
-    assert first.split("-")[1] == second.split("-")[1] == TRACE
-    assert first.split("-")[2] != second.split("-")[2]
-    assert trace_of(request) is trace_of(request)
+    trace = trace_of(request)
+    assert first == second == f"00-{TRACE}-{trace.span_id}-01"
+    assert trace.parent_id == "b7ad6b7169203331" and trace_of(request) is trace
+    child = trace.child()
+    assert (child.trace_id, child.parent_id) == (TRACE, trace.span_id) and child.span_id != trace.span_id
     fresh = Request()
     assert len(trace_of(fresh).trace_id) == 32
 
@@ -102,13 +104,13 @@ def test_metrics_on_times_services_and_off_does_not(tmp_path):
     assert "/metrics" in {r.path for r in node.router.routes}
     component = node.components[("feature", "metrics")]
     component.startService()
-    assert node.invoker.timing is True
+    assert node.invoker.timing == 1
     node.invoker.invoke_internal("t.echo", {})
     latency = _families(node)["broker_service_latency_seconds"]
     count = [s.value for s in latency.samples if s.name.endswith("_count") and s.labels["service"] == "t.echo"]
     assert count == [1.0]
     component.stopService()
-    assert node.invoker.timing is False
+    assert node.invoker.timing == 0
     off = _node(tmp_path, "{enabled: false}")
     assert "/metrics" not in {r.path for r in off.router.routes}
     off.invoker.invoke_internal("t.echo", {})
