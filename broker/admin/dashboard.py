@@ -20,7 +20,8 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from broker.admin.guard import admin_guard
-from broker.admin.jobs import describe_job
+from broker.admin.jobs import check_same_origin, describe_job
+from broker.admin.logs import mask_secrets
 from broker.components import ComponentType, Needs
 from broker.errors import BrokerError, NotFound, Unauthorized
 from broker.http.protocol import HTTPResponse
@@ -52,6 +53,11 @@ def _input_fields(sio):
             for elem, required in sio.inputs]
 
 
+def _masked(report):
+    return {key: mask_secrets(value) if isinstance(value, str) else value
+            for key, value in report.items()}
+
+
 class Snapshots:
     """What the dashboard shows, read from the node's parts when asked."""
 
@@ -77,7 +83,7 @@ class Snapshots:
                           "errors": stats.client_errors + stats.service_errors + stats.timeouts}
                          for name, stats in sorted(self.store.stats.items()) if name in self.store],
             "channels": [self._channel(name, kind, health) for name, kind in self.channels],
-            "amqp": {"connections": [{"name": key.split(".", 2)[2], **report}
+            "amqp": {"connections": [{"name": key.split(".", 2)[2], **_masked(report)}
                                      for key, report in sorted(health.items())
                                      if key.startswith("amqp.connection.")],
                      "queues": [{"channel": key.split(".", 2)[2], "queue": report.get("queue"),
@@ -89,11 +95,11 @@ class Snapshots:
         }
 
     def _channel(self, name, kind, health):
-        for key, report in health.items():
-            if key.endswith(f".{name}") and key.split(".", 1)[0] == kind.split("_", 1)[0]:
-                return {"name": name, "type": kind, "ok": bool(report.get("ok")),
-                        "state": "ok" if report.get("ok") else "down",
-                        "detail": report.get("last_error") or ""}
+        report = health.get(f"{kind.split('_', 1)[0]}.channel.{name}")
+        if report is not None:
+            return {"name": name, "type": kind, "ok": bool(report.get("ok")),
+                    "state": "ok" if report.get("ok") else "down",
+                    "detail": mask_secrets(str(report.get("last_error") or ""))}
         routed = any(route.name == name or getattr(route.channel, "name", None) == name
                      for route in self._routes())
         return {"name": name, "type": kind, "ok": routed, "state": "serving" if routed else "stopped",
@@ -128,6 +134,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             factory.counters["refused"] += 1
             raise ConnectionDeny(503, "too many dashboard connections")
         try:
+            check_same_origin(request.headers)  # no cross-site socket riding on cached credentials
             self.who = factory.authenticate(request.headers, request.peer)
         except (Unauthorized, BrokerError) as error:
             factory.counters["refused"] += 1

@@ -10,18 +10,20 @@
 An unknown job is a 404 JSON error.  Every change is logged with who made it.
 """
 
+from urllib.parse import urlsplit
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from broker.admin.guard import admin_guard
 from broker.components import ComponentType, Needs
-from broker.errors import BrokerError, NotFound, error_body
+from broker.errors import BrokerError, Forbidden, NotFound, error_body
 from broker.http.app import json_response
 from broker.http.protocol import HTTPResponse
 from broker.http.router import Route, RouteDoc
 from broker.scheduler.scheduler import JobBusy, UnknownJob
 
-__all__ = ["JOBS", "build_jobs", "describe_job", "job_routes"]
+__all__ = ["JOBS", "build_jobs", "check_same_origin", "describe_job", "job_routes"]
 
 log = Logger()
 
@@ -32,6 +34,16 @@ class JobRunning(BrokerError):
     code = "job_running"
     status = 409
     default_message = "The job is running and its overlap policy allows no other run"
+
+
+def check_same_origin(headers):
+    """Refuse a browser's request sent from another site's page (``Origin`` naming another
+    host): a browser attaches cached Basic credentials to it, so the guard alone would let a
+    foreign page run jobs or open the dashboard's socket.  No ``Origin`` (curl, the CLI,
+    same-origin GETs) passes."""
+    origin = headers.get("origin")
+    if origin and urlsplit(origin).netloc.lower() != (headers.get("host") or "").lower():
+        raise Forbidden("Cross-site request refused: the admin API answers pages of its own origin")
 
 
 def describe_job(job, leader):
@@ -64,6 +76,7 @@ class JobOperations:
                                             for job in self.scheduler.jobs.values()]}, cid)
 
     def run(self, request, cid, params, who):
+        check_same_origin(request.headers)
         job = self._job(params)
         try:
             self.scheduler.run_now(job.name)
@@ -74,12 +87,13 @@ class JobOperations:
         return json_response(202, {"job": describe_job(job, self.scheduler.lock.held())}, cid)
 
     def enable(self, request, cid, params, who):
-        return self._set_enabled(cid, params, who, True)
+        return self._set_enabled(request, cid, params, who, True)
 
     def disable(self, request, cid, params, who):
-        return self._set_enabled(cid, params, who, False)
+        return self._set_enabled(request, cid, params, who, False)
 
-    def _set_enabled(self, cid, params, who, enabled):
+    def _set_enabled(self, request, cid, params, who, enabled):
+        check_same_origin(request.headers)
         job = self._job(params)
         log.info("job {job} {what} by {who}", job=job.name, who=who,
                  what="enabled" if enabled else "disabled")
@@ -120,7 +134,7 @@ def _docs(security):
                              "type": "object", "required": ["jobs"], "additionalProperties": False,
                              "properties": {"jobs": {"type": "array", "items": _JOB}}}})},
                          errors=(403,), **common),
-        "run": RouteDoc("Run a job now on this node", {
+        "run": RouteDoc("Run a job now on this node (a page of another origin: 403)", {
             202: ("Started", _ONE),
             409: ("A run is going and the job's overlap policy allows no other (code "
                   "`job_running`)", {"application/json": {"$ref": "#/components/schemas/Error"}})},

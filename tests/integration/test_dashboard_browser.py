@@ -13,6 +13,7 @@ import pytest
 from tests.integration.amqp_support import requires_rabbitmq
 from tests.integration.broker_process import BrokerProcess, free_port, wait_until
 from tests.integration.test_pubsub_browser import CHROMEDRIVER, CHROMIUM, WebDriver
+from tests.integration.ws_client import WSClient
 
 pytestmark = [requires_rabbitmq, pytest.mark.skipif(
     not (CHROMEDRIVER and CHROMIUM),
@@ -86,6 +87,28 @@ def test_the_page_needs_the_admin_definition(broker):
     status, headers, body = broker.request("GET", "/broker/admin/ui", headers=_auth(broker))
     assert status == 200 and b"/broker/admin/ui/static/dashboard.js" in body
     assert "script-src 'self'" in headers["content-security-policy"]
+
+
+def test_the_socket_needs_the_admin_definition_and_the_pages_own_origin(broker):
+    with WSClient(broker.port, path="/broker/admin/ws", headers=_auth(broker)) as ws:
+        catalog = ws.recv()
+        assert catalog["op"] == "catalog" and "demo.echo" in {s["name"] for s in catalog["services"]}
+        snapshot = ws.recv()
+        assert snapshot["op"] == "snapshot" and {j["name"] for j in snapshot["jobs"]} >= {"observe.manual"}
+        ws.send({"op": "invoke", "id": 7, "service": "demo.echo", "data": {"text": "x", "repeat": 2}})
+        while (frame := ws.recv())["op"] == "snapshot":
+            pass
+        assert frame == {"op": "ok", "id": 7, "service": "demo.echo", "data": {"text": "xx"}}
+        ws.send({"op": "tail", "pattern": "bad..pattern"})
+        while (frame := ws.recv())["op"] == "snapshot":
+            pass
+        assert frame["op"] == "error" and frame["field"] == "pattern"
+    refused = [{}, {"Authorization": "Basic " + base64.b64encode(b"admin:nope").decode()}]
+    for headers in refused:
+        with pytest.raises(Exception, match="401"):
+            WSClient(broker.port, path="/broker/admin/ws", headers=headers)
+    with pytest.raises(Exception, match="403"):
+        WSClient(broker.port, path="/broker/admin/ws", headers=_auth(broker), origin="http://evil.example")
 
 
 def test_the_dashboard_shows_services_runs_jobs_tails_and_invokes(broker, driver):

@@ -134,3 +134,13 @@ def test_the_routes_are_in_the_openapi_document(node):
         op = paths[f"/broker/admin/jobs/{{name}}/{action}"]["post"]
         assert {"401", "404"} <= set(op["responses"]) and op["security"] == [{"admin": []}]
     assert "409" in paths["/broker/admin/jobs/{name}/run"]["post"]["responses"]
+
+
+def test_a_page_of_another_origin_cannot_change_jobs(node):
+    foreign = {**ADMIN, "origin": "http://evil.example", "host": "127.0.0.1:17010"}
+    for action in ("run", "disable", "enable"):
+        status, body = call(node, "POST", f"/broker/admin/jobs/tick/{action}", foreign)
+        assert status == 403 and "Cross-site" in body["details"]
+    assert _invocations(node) == 0 and _jobs(node)["tick"]["enabled"] is True
+    same = {**ADMIN, "origin": "http://127.0.0.1:17010", "host": "127.0.0.1:17010"}
+    assert call(node, "POST", "/broker/admin/jobs/tick/run", same)[0] == 202
