@@ -35,7 +35,7 @@ __all__ = ["BrokerNode", "build_node"]
 log = Logger()
 
 #: Built-in pages the ready line gives the URL of, when the config serves them.
-_READY_PAGES = ("broker.docs", "demo.live")
+_READY_PAGES = ("broker.docs", "demo.live", "broker.admin.ui")
 
 
 class BrokerNode(MultiService):
@@ -113,15 +113,18 @@ class BrokerNode(MultiService):
         log.info("broker {name} ready: {urls}", name=self.config.name, urls=" ".join(self.urls()))
 
     def urls(self):
-        """Where to go first: the docs page, the WebSocket endpoints and the live page the
-        config serves, else the root URL (a listener without an IP address: its address)."""
+        """Where to go first: the docs page, the WebSocket endpoints, the live page and the
+        dashboard the config serves, else the root URL (a listener without an IP address: its address)."""
         listener = self.listener
         if listener.url() is None:
             return [str(listener.port.getHost())]
         pages = {route.name: route.path for route in self.router.routes if route.name in _READY_PAGES}
         urls = [listener.url(pages["broker.docs"])] if "broker.docs" in pages else []
-        urls += [listener.url(path, websocket=True) for path in self.parts.upgrades]
+        urls += [listener.url(path, websocket=True) for path in self.parts.upgrades
+                 if not path.startswith("/broker/admin/")]  # the dashboard's own socket
         urls += [listener.url(pages["demo.live"])] if "demo.live" in pages else []
+        if "broker.admin.ui" in pages and self.config.admin.security is not None:
+            urls.append(listener.url(pages["broker.admin.ui"]))
         return urls or [listener.url()]
 
     # -- changing one component ------------------------------------------------------------

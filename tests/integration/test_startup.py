@@ -139,7 +139,8 @@ def test_startup_says_where_once_and_ready_lists_the_urls():
         ready = [line for line in broker.lines if "broker broker ready" in line]
         assert len(ready) == 1
         assert ready[0].rstrip().endswith(
-            f"ready: http://{base}/docs ws://{base}/ws http://{base}/demo/live"), ready
+            f"ready: http://{base}/docs ws://{base}/ws http://{base}/demo/live "
+            f"http://{base}/broker/admin/ui"), ready
         saying_where = [line for line in broker.lines if str(port) in line and line not in ready]
         assert len(saying_where) == 1, saying_where
     finally:
