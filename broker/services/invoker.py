@@ -9,6 +9,7 @@ Deferred (the common case, and the fast one): :meth:`Invoker.invoke` returns
 either a :class:`~broker.services.context.Response` or a Deferred of one.
 """
 
+from bisect import bisect_left
 from inspect import iscoroutine
 from time import perf_counter
 
@@ -194,9 +195,11 @@ class Invoker:
                 response.body = body
                 if response.content_type is None:
                     response.content_type = content_type
-        if started:
+        if started:  # ServiceStats.observe, inlined: this runs for every answered invocation
             elapsed = perf_counter() - started
-            entry.stats.observe(elapsed)
+            stats = entry.stats
+            stats.counts[bisect_left(stats.bounds, elapsed)] += 1
+            stats.sum += elapsed
             if self.spans is not None:
                 self.spans(entry.name, request, elapsed)
         return response
