@@ -90,6 +90,7 @@ MOVING = [
     ("broker_cache_misses", "broker_cache_misses_total", {"cache": "default"}),
     ("broker_redis_failures", "broker_redis_failures_total", {"connection": "dead"}),
     ("broker_scheduler_runs", "broker_scheduler_runs_total", {}),
+    ("broker_scheduler_misfires", "broker_scheduler_misfires_total", {}),  # grace 0s: any lateness
     ("broker_scheduler_overlaps_skipped", "broker_scheduler_overlaps_skipped_total", {}),
 ]
 
