@@ -34,6 +34,7 @@ setup(
         "PyYAML>=6.0",
         "swagger-ui-bundle-v2>=5.17,<6",
         "urllib3>=1.26.8",  # broker.client
+        "PyJWT[crypto]>=2.8",  # tokens (broker/security/tokens.py)
     ],
     extras_require={
         "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6", "websockets>=13",

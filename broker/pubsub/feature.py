@@ -130,7 +130,7 @@ def build_pubsub(section, ctx):
                                f'(known: {", ".join(sorted(ctx.security)) or "none"}; '
                                f'or "{ANONYMOUS}")')
         grants[name] = Grant(name, grant.subscribe, grant.publish, grant.invoke)
-    access = Access(ctx.definitions, grants)
+    access = Access(ctx.definitions, grants, ctx.resources)
 
     policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
                             t.overflow or section.overflow) for t in section.topics]
