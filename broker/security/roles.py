@@ -4,7 +4,7 @@ A caller's identity is a :class:`Principal`, a ``str`` (its name, as services al
 that also carries its roles: those of its security definition (``roles:``) or those a token
 names.  A :class:`Policy` holds the configured roles; each role lists patterns per action,
 ``!`` in front denies.  For one name the longest matching pattern over all the caller's roles
-wins (a deny wins a tie); nothing matching is a deny: once roles are configured, what is not
+wins (the most literal characters; a deny wins a tie); nothing matching is a deny: once roles are configured, what is not
 listed is refused.  Refusals are a plain 403; the reason goes to the log only.
 """
 
@@ -104,7 +104,9 @@ class Policy:
                 continue
             for pattern, allowed, regex in role.rules[action]:
                 if regex.match(name):
-                    candidate = (len(pattern), not allowed, role_name, pattern)
+                    # longest = most literal characters (a wildcard is less specific)
+                    literal = len(pattern) - pattern.count("*") - pattern.count("#")
+                    candidate = ((literal, len(pattern)), not allowed, role_name, pattern)
                     if best is None or candidate[:2] > best[:2]:
                         best = candidate
         if best is None:
