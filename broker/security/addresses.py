@@ -36,6 +36,8 @@ def _address(text):
     if not text:
         return None
     text = text.strip()
+    if text[:4] in ("tcp:", "tcp4", "tcp6"):  # autobahn's peer: "tcp:1.2.3.4:5678"
+        text = text.partition(":")[2].rpartition(":")[0]
     if text.startswith("["):
         text = text[1:].partition("]")[0]
     try:
