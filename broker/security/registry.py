@@ -11,10 +11,11 @@ the node's ``auth:`` feature lends what they share (the buckets, the trusted
 proxies, the node's token verifier).
 """
 
-from broker.config.schema import (Choice, Duration, Field, Int, ListOf, Name, Schema, Str,
+from broker.config.schema import (Choice, Duration, Field, Int, ListOf, MapOf, Name, Schema, Str,
                                   config_error)
 from broker.security.auth import APIKey, BasicAuth
 from broker.security.bearer import JWTDefinition
+from broker.security.certs import ClientCertificate
 from broker.security.guard import guard
 from broker.security.ratelimit import Limit
 from broker.security.roles import Principal
@@ -167,5 +168,15 @@ DEFINITION_TYPES = {
             **_ROLES, **GUARD_FIELDS,
         }, validate=_check_jwt),
         _guarded(_build_jwt),
+    ),
+    "tls_client": (
+        Schema("tls_client", {
+            "name": _NAME, "type": Field(Str(), required=True),
+            "subjects": Field(MapOf(Str(min_length=1)), default={},
+                              doc="{certificate common name: caller}; empty: any certificate "
+                                  "http.client_ca signed, the caller being its common name"),
+            **_ROLES, **GUARD_FIELDS,
+        }),
+        _guarded(lambda c, ctx: ClientCertificate(c.name, c.subjects, c.roles)),
     ),
 }
