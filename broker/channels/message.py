@@ -177,7 +177,7 @@ class MessageChannel(Service):
         topic = self.topic_of(request)
         if self.info.security is not None:
             request.caller = self.info.security.authenticate(request)
-            if self.resources.rbac is not None:
+            if self.resources.rbac is not None and request.caller is not None:
                 self.resources.rbac.check(request.caller, "publish", topic, request.cid)
         payload = decode(self.info.data_format, request.raw_request, request.content_type)
         return defer.maybeDeferred(self.resources.publish, topic, payload, publisher=self.name)

@@ -7,6 +7,7 @@ or, when the peer is one of the trusted proxies, the last address in ``X-Forward
 is not itself a trusted proxy (:func:`client_address`).
 """
 
+from functools import lru_cache
 from ipaddress import ip_address, ip_network
 
 from twisted.logger import Logger
@@ -32,6 +33,7 @@ def parse_networks(items, key="allow_from"):
     return rules
 
 
+@lru_cache(maxsize=4096)  # peers repeat: parse each once
 def _address(text):
     if not text:
         return None

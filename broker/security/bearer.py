@@ -42,7 +42,9 @@ class JWTDefinition(SecurityDefinition):
         return bool(token) and token.count(".") == 2
 
     def authenticate(self, credentials):
-        token = bearer_of(credentials)
+        header = credentials.headers.get("authorization")
+        token = header[7:] if header is not None and header[:7] == "Bearer " \
+            else bearer_of(credentials)
         if not token:
             raise self._reject("no bearer token", credentials)
         try:

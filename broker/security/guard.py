@@ -38,6 +38,7 @@ class Guarded:
         if definition is None and self.after:
             raise ValueError("rate_limit: by caller needs a security definition")
         self.buckets = buckets
+        self._by_address = f"{where}|address|"
         self.caller = None
         self.counters_guard = {"limited": 0}
 
@@ -54,9 +55,12 @@ class Guarded:
             address = self.allow.check(credentials)
         for limit in self.before:
             if limit.by == "address":
-                if address is None:
-                    address = client_address(credentials, self.trusted_proxies)
-                key = f"{self.where}|address|{address}"
+                if self.trusted_proxies:
+                    if address is None:
+                        address = client_address(credentials, self.trusted_proxies)
+                    key = self._by_address + str(address)
+                else:  # the peer is the client: its text is the key, nothing to parse
+                    key = self._by_address + credentials.peer
             else:
                 key = f"{self.where}|channel"
             self._take(key, limit, credentials)

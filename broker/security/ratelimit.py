@@ -35,7 +35,8 @@ class Limit:
 
 
 class Buckets:
-    """Token buckets of one node: ``{key: [tokens, last time]}``, at most ``max_keys``.
+    """Token buckets of one node: ``{key: [tokens, last time]}``, at most ``max_keys`` (the
+    oldest key goes first: a full bucket is what it would be given anew).
 
     :param clock: what tells the time (``seconds()``).
     """
@@ -49,18 +50,17 @@ class Buckets:
     def take(self, key, limit, cost=1.0):
         """``(allowed, remaining, retry_after seconds)`` after taking ``cost`` tokens."""
         now = self.clock.seconds()
-        bucket = self._buckets.pop(key, None)  # re-inserted last: the dict is in LRU order
+        bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= self.max_keys:
+            if len(self._buckets) >= self.max_keys:  # the oldest key goes
                 self._buckets.pop(next(iter(self._buckets)))
                 self.counters["evicted"] += 1
-            bucket = [float(limit.burst), now]
+            bucket = self._buckets[key] = [float(limit.burst), now]
         else:
             elapsed = now - bucket[1]
             if elapsed > 0:
                 bucket[0] = min(float(limit.burst), bucket[0] + elapsed * limit.fill)
                 bucket[1] = now
-        self._buckets[key] = bucket
         if bucket[0] >= cost:
             bucket[0] -= cost
             self.counters["allowed"] += 1

@@ -58,8 +58,10 @@ class Revocations:
     """Revoked token ids until their tokens expire; one store per node.
 
     ``revoke(jti, expires_at)`` may return a Deferred (a shared store); ``is_revoked(jti)``
-    answers at once from what this node knows.
+    answers at once from what this node knows, as does ``jti in revoked`` (the hot path).
     """
+
+    revoked = {}
 
     def revoke(self, jti, expires_at):
         raise NotImplementedError
@@ -73,37 +75,37 @@ class MemoryRevocations(Revocations):
 
     def __init__(self, clock, max_entries=100000):
         self._clock = clock
-        self._revoked = {}
+        self.revoked = {}
         self.max_entries = max_entries
         self.counters = {"revoked": 0, "dropped": 0}
 
     def revoke(self, jti, expires_at):
         self.prune()
-        if len(self._revoked) >= self.max_entries:
+        if len(self.revoked) >= self.max_entries:
             # the soonest to expire goes first: bounded, counted
-            self._revoked.pop(min(self._revoked, key=self._revoked.get))
+            self.revoked.pop(min(self.revoked, key=self.revoked.get))
             self.counters["dropped"] += 1
-        self._revoked[jti] = expires_at
+        self.revoked[jti] = expires_at
         self.counters["revoked"] += 1
 
     def add(self, jti, expires_at):
         """Learn a revocation made elsewhere (a shared store's sync)."""
-        if jti not in self._revoked:
-            if len(self._revoked) >= self.max_entries:
-                self._revoked.pop(min(self._revoked, key=self._revoked.get))
+        if jti not in self.revoked:
+            if len(self.revoked) >= self.max_entries:
+                self.revoked.pop(min(self.revoked, key=self.revoked.get))
                 self.counters["dropped"] += 1
-            self._revoked[jti] = expires_at
+            self.revoked[jti] = expires_at
 
     def is_revoked(self, jti):
-        return jti in self._revoked
+        return jti in self.revoked
 
     def prune(self):
         now = self._clock.seconds()
-        for jti in [j for j, until in self._revoked.items() if until < now]:
-            del self._revoked[jti]
+        for jti in [j for j, until in self.revoked.items() if until < now]:
+            del self.revoked[jti]
 
     def __len__(self):
-        return len(self._revoked)
+        return len(self.revoked)
 
 
 class TokenVerifier:
@@ -135,26 +137,38 @@ class TokenVerifier:
 
     def verify(self, token, kind=ACCESS):
         """The claims of ``token`` if it is good now, of ``kind`` (access or refresh)."""
-        claims = self._cache.get(token)
-        if claims is None:
-            claims = self._decode(token)
-            if self.cache_size:
-                if len(self._cache) >= self.cache_size:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[token] = claims
+        entry = self._cache.get(token)
+        if entry is None:
+            entry = self._entry(token)
         else:
             self.counters["cache_hits"] += 1
+        claims, not_after, not_before, typ, jti = entry
         now = self._clock.seconds()
-        if claims["exp"] + self.leeway < now:
+        if now > not_after:
             self._cache.pop(token, None)
             raise self._invalid("expired")
-        if claims.get("nbf", 0) - self.leeway > now or claims["iat"] - self.leeway > now:
+        if now < not_before:
             raise self._invalid("not valid yet (nbf/iat in the future)")
-        if claims.get("typ", ACCESS) != kind:
-            raise self._invalid(f"a {claims.get('typ', ACCESS)} token where a {kind} token is needed")
-        if self.revocations is not None and self.revocations.is_revoked(claims["jti"]):
-            raise self._invalid(f"revoked (jti {claims['jti']})")
+        if typ != kind:
+            raise self._invalid(f"a {typ} token where a {kind} token is needed")
+        revocations = self.revocations
+        if revocations is not None and jti in revocations.revoked:
+            raise self._invalid(f"revoked (jti {jti})")
         return claims
+
+    def _entry(self, token):
+        """Verify ``token``'s signature and claims once; what each later use checks, cached."""
+        claims = self._decode(token)
+        leeway = self.leeway
+        entry = (claims, claims["exp"] + leeway,
+                 max(claims.get("nbf", 0) if isinstance(claims.get("nbf"), (int, float)) else 0,
+                     claims["iat"]) - leeway,
+                 claims.get("typ", ACCESS), claims["jti"])
+        if self.cache_size:
+            if len(self._cache) >= self.cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[token] = entry
+        return entry
 
     def _decode(self, token):
         self.counters["verified"] += 1

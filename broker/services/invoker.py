@@ -80,7 +80,7 @@ class Invoker:
         channel = request.channel
         if channel.security is not None:
             request.caller = channel.security.authenticate(request)  # the definition's caller
-            if self.resources.rbac is not None:
+            if self.resources.rbac is not None and request.caller is not None:
                 self.resources.rbac.check(request.caller, "invoke", service_name, request.cid)
         entry = self.store.get(service_name)
         if request.payload is None and request.raw_request:
