@@ -41,6 +41,8 @@ class SharedBuckets(Buckets, Service):
     :param interval: seconds between syncs.
     """
 
+    shared = True
+
     def __init__(self, connection, clock, prefix="broker:", max_keys=100000, interval=0.5):
         Buckets.__init__(self, clock, max_keys)
         self.connection = connection
@@ -49,7 +51,7 @@ class SharedBuckets(Buckets, Service):
         self._pending = {}  # key -> [limit, tokens taken since the last sync]
         self._loop = None
         self._syncing = None
-        self.shared = True
+        self.redis_ok = True  # False while Redis is unavailable (the buckets limit alone)
         self.counters.update(syncs=0, redis_failures=0, drained=0, pending_dropped=0)
 
     def took(self, key, limit, cost):
@@ -92,8 +94,8 @@ class SharedBuckets(Buckets, Service):
 
     def _synced(self, totals, limits):
         self.counters["syncs"] += 1
-        if not self.shared:
-            self.shared = True
+        if not self.redis_ok:
+            self.redis_ok = True
             log.info("rate limits: shared through Redis again")
         for (key, limit), total in zip(limits, totals):
             if int(total) >= limit.rate:
@@ -102,8 +104,8 @@ class SharedBuckets(Buckets, Service):
 
     def _failed(self, failure):
         self.counters["redis_failures"] += 1
-        if self.shared:
-            self.shared = False
+        if self.redis_ok:
+            self.redis_ok = False
             log.warn("rate limits: Redis unavailable ({error}); each node limits alone until it "
                      "is back", error=failure.getErrorMessage())
 
@@ -111,4 +113,4 @@ class SharedBuckets(Buckets, Service):
         self._syncing = None
 
     def metrics(self):
-        return {**super().metrics(), "shared": int(self.shared)}
+        return {**super().metrics(), "redis_ok": int(self.redis_ok)}

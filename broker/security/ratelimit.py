@@ -27,7 +27,7 @@ class Limit:
 
     def __init__(self, rate, per=1.0, burst=None, by="address", name=""):
         self.rate, self.per, self.by, self.name = rate, per, by, name
-        self.burst = burst if burst else rate
+        self.burst = float(burst if burst else rate)
         self.fill = rate / per  # tokens a second
 
     def __repr__(self):
@@ -40,6 +40,8 @@ class Buckets:
 
     :param clock: what tells the time (``seconds()``).
     """
+
+    shared = False  # whether took() reports what is taken (a shared implementation)
 
     def __init__(self, clock, max_keys=100000):
         self.clock = clock
@@ -55,16 +57,16 @@ class Buckets:
             if len(self._buckets) >= self.max_keys:  # the oldest key goes
                 self._buckets.pop(next(iter(self._buckets)))
                 self.counters["evicted"] += 1
-            bucket = self._buckets[key] = [float(limit.burst), now]
-        else:
-            elapsed = now - bucket[1]
-            if elapsed > 0:
-                bucket[0] = min(float(limit.burst), bucket[0] + elapsed * limit.fill)
-                bucket[1] = now
+            bucket = self._buckets[key] = [limit.burst, now]
+        elif now > bucket[1]:
+            tokens = bucket[0] + (now - bucket[1]) * limit.fill
+            bucket[0] = tokens if tokens < limit.burst else limit.burst
+            bucket[1] = now
         if bucket[0] >= cost:
             bucket[0] -= cost
             self.counters["allowed"] += 1
-            self.took(key, limit, cost)
+            if self.shared:
+                self.took(key, limit, cost)
             return True, int(bucket[0]), 0.0
         self.counters["limited"] += 1
         return False, 0, (cost - bucket[0]) / limit.fill
@@ -93,7 +95,7 @@ def rate_limited(limit, remaining, retry_after, where=""):
         "RateLimit-Limit": str(limit.rate),
         "RateLimit-Remaining": str(remaining),
         "RateLimit-Reset": str(wait),
-        "RateLimit-Policy": f"{limit.rate};w={_seconds(limit.per)};burst={limit.burst}",
+        "RateLimit-Policy": f"{limit.rate};w={_seconds(limit.per)};burst={int(limit.burst)}",
     })
 
 

@@ -49,13 +49,13 @@ class SharedLimitTests(unittest.TestCase):
         assert self._take(0, 1) == [True]           # node 0 learns at its next sync
         yield self.nodes[0].sync()
         assert self._take(0, 1) == [False]
-        assert self.nodes[0].shared and self.nodes[1].shared
+        assert self.nodes[0].redis_ok and self.nodes[1].redis_ok
 
         self.redis.stop()                           # Redis killed while limiting
         self.clock.advance(60)                      # a new minute: buckets full again
         assert self._take(0, 10) == [True] * 10
         yield self.nodes[0].sync()
-        assert not self.nodes[0].shared and self.nodes[0].counters["redis_failures"] == 1
+        assert not self.nodes[0].redis_ok and self.nodes[0].counters["redis_failures"] == 1
         assert self._take(0, 1) == [False]          # local fallback: still limited
         for _ in range(3):                          # and stays so (the circuit opens)
             self._take(0, 1)
