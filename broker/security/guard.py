@@ -35,6 +35,10 @@ class Guarded:
         self.trusted_proxies = tuple(trusted_proxies)
         self.before = [limit for limit in limits if limit.by != "caller"]
         self.after = [limit for limit in limits if limit.by == "caller"]
+        # the common case, one limit by address with no proxy to believe: keyed by the peer
+        self._peer_limit = (self.before[0] if len(self.before) == 1 and allow is None
+                            and self.before[0].by == "address" and not self.trusted_proxies
+                            else None)
         if definition is None and self.after:
             raise ValueError("rate_limit: by caller needs a security definition")
         self.buckets = buckets
@@ -50,6 +54,16 @@ class Guarded:
 
     def authenticate(self, credentials):
         """The caller (None on an open channel), or raise 401/403/429."""
+        limit = self._peer_limit
+        if limit is not None:
+            wait = self.buckets.take(self._by_address + credentials.peer, limit)
+            if wait:
+                self._refuse(limit, wait, credentials)
+            caller = self.caller = (self.definition.authenticate(credentials)
+                                    if self.definition is not None else None)
+            for limit in self.after:
+                self._take(f"{self.where}|caller|{caller}", limit, credentials)
+            return caller
         address = None
         if self.allow is not None:
             address = self.allow.check(credentials)
@@ -74,12 +88,16 @@ class Guarded:
         return self.definition.offers(credentials)
 
     def _take(self, key, limit, credentials):
-        allowed, remaining, retry_after = self.buckets.take(key, limit)
-        if not allowed:
-            self.counters_guard["limited"] += 1
-            log.info("rate limit {limit} of {where} hit by {peer} (cid {cid})", limit=repr(limit),
-                     where=self.where, peer=credentials.peer, cid=credentials.cid)
-            raise rate_limited(limit, remaining, retry_after)
+        wait = self.buckets.take(key, limit)
+        if wait:
+            self._refuse(limit, wait, credentials)
+
+    def _refuse(self, limit, wait, credentials):
+        """Over ``limit``: count, log, and raise the 429 (nothing left: remaining 0)."""
+        self.counters_guard["limited"] += 1
+        log.info("rate limit {limit} of {where} hit by {peer} (cid {cid})", limit=repr(limit),
+                 where=self.where, peer=str(credentials.peer), cid=credentials.cid)
+        raise rate_limited(limit, 0, wait)
 
     def __repr__(self):
         return f"Guarded({self.definition!r}, {self.where!r})"

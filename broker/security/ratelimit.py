@@ -50,7 +50,8 @@ class Buckets:
         self.counters = {"allowed": 0, "limited": 0, "evicted": 0}
 
     def take(self, key, limit, cost=1.0):
-        """``(allowed, remaining, retry_after seconds)`` after taking ``cost`` tokens."""
+        """Take ``cost`` tokens from ``key``'s bucket: 0.0 when they were there, else the
+        seconds until they will be (nothing taken)."""
         now = self.clock.seconds()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -67,9 +68,9 @@ class Buckets:
             self.counters["allowed"] += 1
             if self.shared:
                 self.took(key, limit, cost)
-            return True, int(bucket[0]), 0.0
+            return 0.0
         self.counters["limited"] += 1
-        return False, 0, (cost - bucket[0]) / limit.fill
+        return (cost - bucket[0]) / limit.fill
 
     def took(self, key, limit, cost):
         """Called for every token taken (a shared implementation reports them)."""

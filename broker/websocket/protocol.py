@@ -383,8 +383,8 @@ class PubSubFactory(WebSocketServerFactory):
     def frame_allowed(self, protocol):
         """Whether ``protocol``'s connection may send one more frame; if not, it gets an
         error frame, and after ``close_after`` refusals in a row it is closed (4029)."""
-        allowed, _, retry_after = self.frame_buckets.take(id(protocol), self.frame_limit)
-        if allowed:
+        retry_after = self.frame_buckets.take(id(protocol), self.frame_limit)
+        if not retry_after:
             protocol.refused_in_a_row = 0
             return True
         self.counters["rate_limited"] += 1

@@ -34,7 +34,7 @@ class SharedLimitTests(unittest.TestCase):
             self.nodes.append(SharedBuckets(connection, self.clock, prefix=prefix))
 
     def _take(self, node, n):
-        return [self.nodes[node].take("channel x|address|10.0.0.1", self.limit)[0]
+        return [not self.nodes[node].take("channel x|address|10.0.0.1", self.limit)
                 for _ in range(n)]
 
     @defer.inlineCallbacks

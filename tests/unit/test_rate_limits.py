@@ -80,9 +80,11 @@ def test_buckets_are_bounded_and_refill_to_the_burst():
     clock = task.Clock()
     buckets = Buckets(clock, max_keys=2)
     limit = Limit(1, 1.0, burst=2)
-    assert buckets.take("a", limit)[:2] == (True, 1)
+    assert buckets.take("a", limit) == 0.0  # taken: 1 left
+    assert buckets.take("a", limit) == 0.0
+    assert buckets.take("a", limit) == 1.0  # empty: a second to wait
     buckets.take("b", limit)
     buckets.take("c", limit)
     assert len(buckets) == 2 and buckets.counters["evicted"] == 1
     clock.advance(100)
-    assert buckets.take("b", limit)[:2] == (True, 1)  # refilled to 2, not 100
+    assert [buckets.take("b", limit) for _ in range(3)] == [0.0, 0.0, 1.0]  # refilled to 2, not 100
