@@ -139,3 +139,43 @@ def test_pubsub_grants_are_narrowed_by_roles():
     assert grant.may_publish("news.a") and not grant.may_publish("sport.a")
     assert grant.may_subscribe("news.#") and not grant.may_subscribe("#")
     assert grant.may_invoke("demo.echo") and not grant.may_invoke("demo.other")
+
+
+def test_a_message_channel_feeding_a_topic_checks_the_publish_role(tmp_path):
+    """Roles judge a caller publishing through a message channel too (loopback, as AMQP and
+    ZeroMQ channels feeding a topic)."""
+    import textwrap
+
+    from twisted.internet.testing import MemoryReactorClock
+
+    from broker.loopback.connection import LoopbackMessage
+    from broker.node import build_node
+
+    (tmp_path / "broker.yaml").write_text(textwrap.dedent('''
+        auth:
+          roles: [{name: news, publish: ["news.#"]}]
+        security:
+          - {name: desk, type: basic_auth, username: d, password: pw, roles: [news]}
+        connections:
+          - {name: mem, type: loopback}
+        channels:
+          - {name: news, type: loopback, connection: mem, queue: news, topic: news.wire,
+             security: desk}
+          - {name: gossip, type: loopback, connection: mem, queue: gossip, topic: gossip.wire,
+             security: desk}
+    '''))
+    clock = MemoryReactorClock()
+    node = build_node(str(tmp_path / "broker.yaml"), reactor=clock)
+    node.startService()
+    try:
+        mem = node.components[("connection", "mem")].value
+        for queue in ("news", "gossip"):
+            mem.put(queue, LoopbackMessage(b'{"n": 1}', basic("d", "pw"), None, None))
+        clock.advance(0)
+        report = node.resources.metrics_report()
+        assert (report["loopback.channel.news"]["published"],
+                report["loopback.channel.news"]["client_errors"]) == (1, 0)
+        assert (report["loopback.channel.gossip"]["published"],
+                report["loopback.channel.gossip"]["client_errors"]) == (0, 1)
+    finally:
+        node.stopService()

@@ -250,3 +250,25 @@ def test_the_jwt_definition_offers_only_for_token_shaped_bearers(node):
     assert definition.offers(Credentials({"authorization": "Bearer a.b.c"}))
     assert not definition.offers(Credentials({"authorization": "Bearer apikey"}))
     assert not definition.offers(Credentials({"authorization": "Basic eDp5"}))
+
+
+def test_shared_stores_are_built_from_redis_urls(tmp_path):
+    """auth.revocation.redis and auth.rate_limits.redis make the node's one revocation store
+    and one set of buckets Redis-backed (tests/integration/test_rate_limit_redis.py runs them)."""
+    from broker.node import build_node
+    from broker.redis.ratelimit import SharedBuckets
+    from broker.redis.revocations import RedisRevocations
+
+    (tmp_path / "broker.yaml").write_text(f'''
+auth:
+  tokens: {{secret: "{SECRET}"}}
+  revocation: {{redis: "redis://127.0.0.1:6379/0"}}
+  rate_limits: {{redis: "redis://127.0.0.1:6379/0", sync_interval: 250ms}}
+security: [{{name: t, type: jwt}}]
+''')
+    node = build_node(str(tmp_path / "broker.yaml"))
+    auth = node.components[("feature", "auth")].value
+    assert isinstance(auth.revocations, RedisRevocations)
+    assert isinstance(auth.buckets, SharedBuckets) and auth.buckets.interval == 0.25
+    assert auth.verifier.revocations is auth.revocations
+    assert node.security["t"].verifier is auth.verifier
