@@ -61,7 +61,7 @@ class Revocations:
     answers at once from what this node knows, as does ``jti in revoked`` (the hot path).
     """
 
-    revoked = {}
+    revoked = frozenset()  # a store sets its own mapping of jti -> expiry
 
     def revoke(self, jti, expires_at):
         raise NotImplementedError
