@@ -84,6 +84,12 @@ class Guarded:
             self._take(f"{self.where}|caller|{caller}", limit, credentials)
         return caller
 
+    def metrics(self):
+        """Refusals: ``address_denied`` (the allow-list), ``rate_limited``."""
+        return {"address_allowed": self.allow.counters["allowed"] if self.allow else 0,
+                "address_denied": self.allow.counters["denied"] if self.allow else 0,
+                "rate_limited": self.counters_guard["limited"]}
+
     def offers(self, credentials):
         return self.definition.offers(credentials)
 

@@ -69,13 +69,15 @@ def guard_of(definition, section, ctx, where):
         return definition
     auth = ctx.feature("auth")
     try:
-        return guard(definition, where, allow_from=section.get("allow_from") or (),
-                     limits=limits_of(section, where),
-                     buckets=getattr(auth, "buckets", None),
-                     trusted_proxies=getattr(auth, "trusted_proxies", ()))
+        guarded = guard(definition, where, allow_from=section.get("allow_from") or (),
+                        limits=limits_of(section, where),
+                        buckets=getattr(auth, "buckets", None),
+                        trusted_proxies=getattr(auth, "trusted_proxies", ()))
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
         raise config_error(section, key, problem) from None
+    ctx.metrics("guard." + where.replace(" ", "."), guarded.metrics)  # guard.channel.<name>
+    return guarded
 
 
 def channel_security(section, ctx):

@@ -47,6 +47,8 @@ def test_a_channel_list_first_match_wins_ipv4_and_ipv6(node):
     assert (status, body["code"]) == (403, "forbidden")
     assert node.request("GET", "/internal", peer="172.16.0.1")[0] == 403
     assert node.request("GET", "/internal", peer="::ffff:10.1.2.3")[0] == 200  # v4-mapped
+    counts = node.node.resources.metrics_report()["guard.channel.internal"]
+    assert (counts["address_allowed"], counts["address_denied"]) == (3, 2)
 
 
 def test_a_definition_list_applies_wherever_the_definition_is_used(node):

@@ -49,6 +49,7 @@ def test_five_a_second_per_address_then_429_with_headers_then_recovered(node):
     assert headers["Retry-After"] == "1"
     assert (headers["RateLimit-Limit"], headers["RateLimit-Remaining"]) == ("5", "0")
     assert headers["RateLimit-Policy"] == "5;w=1;burst=5"
+    assert node.node.resources.metrics_report()["guard.channel.limited"]["rate_limited"] == 1
     # another address has its own bucket
     assert node.request("POST", "/limited/echo", body={}, peer="127.0.0.2")[0] == 200
     node.clock.advance(0.2)  # one token back
