@@ -35,6 +35,7 @@ setup(
         "swagger-ui-bundle-v2>=5.17,<6",
         "urllib3>=1.26.8",  # broker.client
         "prometheus-client>=0.20",  # GET /metrics
+        "PyJWT[crypto]>=2.8",  # tokens (broker/security/tokens.py)
     ],
     extras_require={
         "otel": ["opentelemetry-sdk>=1.20"],  # tracing: export spans when configured

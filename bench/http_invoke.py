@@ -4,7 +4,8 @@ Every target gets the same POST ``{"text":"hello","repeat":2}`` (application/jso
 ``wrk -t2 -c50 -d10s --latency -s bench/post.lua`` on loopback. Runs are interleaved (a, b, c, d, a, b, c, d, ...) so
 drift hits all targets alike; each run starts its server fresh on a free port, checks one answer, waits for a quiet
 box, runs wrk and stops the server. Prints req/s per run, medians, p50/p99 of the median run and the ratios the broker
-must reach (a/b >= 2.5, a/c >= 3, a/d >= 0.5), and writes everything to bench/results/http_invoke-<timestamp>.json.
+must reach (a/b >= 2.5, a/c >= 3, a/d >= 0.5; e/a >= 0.85: a bearer JWT and a rate limit cost at most 15%
+against Basic Auth), and writes everything to bench/results/http_invoke-<timestamp>.json.
 
     pip install -r bench/requirements.txt && python bench/http_invoke.py [--only a,b,c,d] [--duration 10] [--runs 3]
 """
@@ -25,8 +26,8 @@ from targets import BODY, EXPECTED, HOST, ROOT, make_targets
 THREADS = 2
 ALLOWED_ERRORS = 10  # non-2xx/3xx responses + socket errors tolerated in one run before it is excluded
 QUIET_IDLE, QUIET_WAIT = 0.80, 10.0
-RATIOS = [("a", "b", 2.5), ("a", "c", 3.0), ("a", "d", 0.5)]
-ALIASES = {"broker": "a", "twisted": "b", "twisted.web": "b", "fastapi": "c", "uvicorn": "c", "httptools": "d"}
+RATIOS = [("a", "b", 2.5), ("a", "c", 3.0), ("a", "d", 0.5), ("e", "a", 0.85)]
+ALIASES = {"broker": "a", "jwt": "e", "broker-jwt": "e", "twisted": "b", "twisted.web": "b", "fastapi": "c", "uvicorn": "c", "httptools": "d"}
 PACKAGES = ("twisted", "httptools", "fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "pyyaml")
 
 
@@ -35,13 +36,14 @@ def parse_args(argv=None):
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run [10]")
     p.add_argument("--runs", type=int, default=3, help="runs per target, interleaved [3]")
     p.add_argument("--connections", type=int, default=50, help="wrk connections [50]")
-    p.add_argument("--only", default="a,b,c,d", help="targets to run, e.g. b,c,d or broker,fastapi [a,b,c,d]")
+    p.add_argument("--only", default="a,b,c,d,e",
+                   help="targets to run, e.g. b,c,d or broker,fastapi or a,e (Basic vs JWT) [a,b,c,d,e]")
     p.add_argument("--json", dest="json_path", help="write results here [bench/results/http_invoke-<ts>.json]")
     args = p.parse_args(argv)
     keys = []
     for item in filter(None, (s.strip().lower() for s in args.only.split(","))):
         key = ALIASES.get(item, item)
-        if key not in "abcd" or len(key) != 1:
+        if key not in "abcde" or len(key) != 1:
             p.error(f"--only: unknown target {item!r} (use a,b,c,d or broker,twisted,fastapi,httptools)")
         if key not in keys:
             keys.append(key)

@@ -54,6 +54,7 @@ def main():
                    "what the HTTP protocol alone costs")
     args = p.parse_args()
     os.environ.setdefault("BROKER_BENCH_PASSWORD", "bench-secret")
+    os.environ.setdefault("BROKER_BENCH_TOKEN_SECRET", "bench-token-secret-" + "0" * 32)
     node = build_node(str(ROOT / "bench" / "broker-bench.yaml"), reactor=MemoryReactorClock())
     metrics = node.components.get(("feature", "metrics"))
     if metrics is not None and metrics.value is not None:

@@ -61,7 +61,7 @@ class Target:
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
         if missing:
             return f"missing Python modules: {', '.join(missing)} (install: {REQUIREMENTS_HINT})"
-        if self.key == "a" and not os.path.exists(os.path.join(ROOT, BROKER_CONFIG)):
+        if self.key in ("a", "e") and not os.path.exists(os.path.join(ROOT, BROKER_CONFIG)):
             return (f"{BROKER_CONFIG} not found: the broker's bench config has not landed yet "
                     "(needs `twistd broker` and that file)")
         return None
@@ -75,28 +75,47 @@ def _script(path, *args):
     return lambda port: [sys.executable, path, *[a.format(port=port, host=HOST) for a in args]]
 
 
-def _broker(password):
+def _broker(password, token_secret, jwt=False):
     user = "bench"
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     twistd = "from twisted.scripts.twistd import run; run()"  # `twistd`, but surely on this interpreter
     args = ["-n", "--pidfile=", "broker", "--config", BROKER_CONFIG, "--listen", "tcp:{port}:interface={host}"]
     pythonpath = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+    authorization = f"Basic {token}"
+    if jwt:
+        authorization = f"Bearer {_bench_token(token_secret)}"
     return Target(
-        key="a", name="broker",
-        description="broker demo.echo, full pipeline (twistd, bench/broker-bench.yaml, HTTP basic auth user 'bench')",
-        path="/bench/echo",
+        key="e" if jwt else "a", name="broker-jwt" if jwt else "broker",
+        description=("broker demo.echo, full pipeline, a bearer JWT (HS256, verified once then "
+                     "cached) and a per-address rate limit too high to trip" if jwt else
+                     "broker demo.echo, full pipeline (twistd, bench/broker-bench.yaml, HTTP basic auth user 'bench')"),
+        path="/bench/echo-jwt" if jwt else "/bench/echo",
         argv=lambda port: [sys.executable, "-c", twistd, *[a.format(port=port, host=HOST) for a in args]],
         command="twistd " + " ".join(args),
         modules=("twisted",),
-        env={"PYTHONPATH": pythonpath, "BROKER_BENCH_PASSWORD": password},
-        authorization=f"Basic {token}", ready_path="/broker/ping", start_timeout=30.0,
+        env={"PYTHONPATH": pythonpath, "BROKER_BENCH_PASSWORD": password,
+             "BROKER_BENCH_TOKEN_SECRET": token_secret},
+        authorization=authorization, ready_path="/broker/ping", start_timeout=30.0,
     )
 
 
+def _bench_token(secret):
+    """A token as the node's /broker/auth/token issues it (same secret and issuer), valid for
+    a day: one distinct token, as one client would send."""
+    import time
+    import uuid
+
+    import jwt
+    now = int(time.time())
+    return jwt.encode({"iss": "bench", "sub": "bench", "iat": now, "nbf": now, "exp": now + 86400,
+                       "jti": uuid.uuid4().hex, "roles": []}, secret, algorithm="HS256")
+
+
 def make_targets():
-    """The four targets, keyed a-d; the broker gets a fresh random password each time."""
+    """The five targets, keyed a-e; the broker gets a fresh random password each time."""
+    password, token_secret = secrets.token_urlsafe(18), secrets.token_urlsafe(40)
     targets = [
-        _broker(secrets.token_urlsafe(18)),
+        _broker(password, token_secret),
         Target(
             key="b", name="twisted.web",
             description="bare twisted.web Resource, json + type checks; Site(logPath=None), noisy=False and "
@@ -126,5 +145,6 @@ def make_targets():
             command="python bench/peers/httptools_echo.py --port PORT",
             modules=("twisted", "httptools"),
         ),
+        _broker(password, token_secret, jwt=True),
     ]
     return {t.key: t for t in targets}

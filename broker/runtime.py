@@ -83,6 +83,7 @@ class Resources:
     :ivar caches: named caches, ``{"default": cache, ...}``.
     :ivar pubsub: the topic publisher (set by the pub/sub feature), or None;
         it has ``publish(topic, data, publisher=None) -> Deferred(msg_id)``.
+    :ivar rbac: the RBAC :class:`~broker.security.roles.Policy` (lent by ``auth:``), or None.
     :ivar health: ``{name: callable() -> dict}``; each dict has ``"ok": bool``.
     :ivar metrics: ``{name: callable() -> dict of counters}``.
     """
@@ -92,6 +93,7 @@ class Resources:
         self.cache = None
         self.caches = {}
         self.pubsub = None
+        self.rbac = None
         self.health = {}
         self.metrics = {}
 

@@ -50,3 +50,26 @@ def make_pki(tmp):
     server_pem = tmp / "server.pem"
     server_pem.write_bytes(pem)
     return PKI(str(ca_file), str(server_pem), ssl.PrivateCertificate.loadPEM(pem))
+
+
+def make_pki_with_clients(tmp, *client_names):
+    """:func:`make_pki`'s CA and server certificate, plus one client certificate (key and
+    certificate in one PEM file) per name in ``client_names``: ``(pki, {name: path})``."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("broker test CA", "broker test CA", ca_key.public_key(), ca_key, True)
+    ca_file = tmp / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths = {}
+    pems = {}
+    for name in ("localhost", *client_names):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(name, "broker test CA", key.public_key(), ca_key, False,
+                     ["localhost"] if name == "localhost" else ())
+        pem = (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+               + cert.public_bytes(serialization.Encoding.PEM))
+        path = tmp / f"{name}.pem"
+        path.write_bytes(pem)
+        paths[name], pems[name] = str(path), pem
+    pki = PKI(str(ca_file), paths.pop("localhost"), ssl.PrivateCertificate.loadPEM(pems["localhost"]))
+    return pki, paths

@@ -254,8 +254,9 @@ def _service_operation(document, route, method, entry):
         op["parameters"] = params
     output_schema = sio.output_schema() if sio is not None and sio.has_output else {}
     statuses = {*PROTOCOL_ERRORS, *SERVICE_ERRORS}
-    if route.channel.security is not None:
-        document.secure(op, (route.channel.security,))
+    security = getattr(route.channel.security, "definition", route.channel.security)
+    if security is not None:
+        document.secure(op, (security,))
         statuses.add(401)
     op["responses"] = {"200": _answer(fmt, output_schema, route),
                        **{str(status): document.error(status, fmt) for status in sorted(statuses)}}

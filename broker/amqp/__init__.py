@@ -36,7 +36,8 @@ def build_amqp_outgoing(section, ctx):
 CONNECTION = ComponentType(AMQP_CONNECTION, build_amqp_connection)
 #: ``channels:`` type ``amqp``: a queue consumed into a service or a topic.
 CHANNEL = ComponentType(AMQP_CHANNEL, build_amqp_channel,
-                        needs=[Needs.connection("connection", "amqp"),
+                        needs=[Needs.connection("connection", "amqp"), Needs.security(),
+                               Needs.feature("auth"),
                                Needs.feature("pubsub", when="topic")])
 #: ``outgoing:`` type ``amqp``: ``self.out.amqp[name]``.
 OUTGOING = ComponentType(AMQP_OUTGOING, build_amqp_outgoing, kind="amqp",

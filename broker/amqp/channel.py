@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from broker.amqp.acks import DeliveryAcks
 from broker.amqp.connection import describe_error
 from broker.channels import MessageChannel
+from broker.security.registry import channel_security
 
 __all__ = ["AMQPChannel", "PublisherClosed", "RETRIES_HEADER", "build_amqp_channel"]
 
@@ -67,7 +68,8 @@ class AMQPChannel(MessageChannel):
     metrics_key = "amqp.channel"
 
     def __init__(self, section, ctx, connection):
-        super().__init__(section, ctx, topic=section.topic, extra={"queue": section.queue})
+        super().__init__(section, ctx, topic=section.topic, extra={"queue": section.queue},
+                         security=channel_security(section, ctx))
         self.connection = connection
         self._pika = None
         self._publisher = None
@@ -85,7 +87,7 @@ class AMQPChannel(MessageChannel):
         self.publisher_error = None
         self.counters.update(acked=0, redelivered=0, retried=0, retry_failed=0, dead_lettered=0,
                              dead_letter_failed=0, replies=0, reply_failed=0, requeued=0,
-                             ack_failed=0, publisher_closed=0)
+                             ack_failed=0, publisher_closed=0, rate_limit_requeued=0)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -310,6 +312,10 @@ class AMQPChannel(MessageChannel):
             return None
         retries = (message.properties.headers or {}).get(RETRIES_HEADER, 0)
         retries = retries if isinstance(retries, int) and retries > 0 else 0
+        if error.status == 429 and self.section.on_rate_limit == "requeue":
+            self.counters["rate_limit_requeued"] += 1
+            delay = float(error.headers.get("Retry-After", 1))
+            return self._hold(message, delay, self._retry, retries)
         if error.status >= 500:
             if retries < self.section.max_retries:
                 delay = self.retry_delay(retries + 1)

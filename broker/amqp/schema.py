@@ -5,6 +5,7 @@ Every queue, window, retry and timeout is bounded here and has a default.
 
 from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, MapOf, Name,
                                   Path, Schema, Size, Str)
+from broker.security.registry import MESSAGE_GUARD_FIELDS
 from broker.simpleio import FORMATS
 
 __all__ = ["AMQP_CHANNEL", "AMQP_CONNECTION", "AMQP_OUTGOING"]
@@ -111,6 +112,10 @@ AMQP_CHANNEL = Schema("amqp channel", {
                              "before requeueing a message whose retry, dead letter or reply "
                              "could not be published; the longest wait before reopening a "
                              "publishing channel RabbitMQ closed"),
+    **MESSAGE_GUARD_FIELDS,
+    "on_rate_limit": Field(Choice("dead_letter", "requeue"), default="dead_letter",
+                           doc="a message over a rate_limit: dead-lettered, or held unacked "
+                               "until the limit allows it and requeued"),
 }, validate=_check_channel)
 
 AMQP_OUTGOING = Schema("amqp outgoing", {

@@ -92,7 +92,7 @@ class MessageChannel(Service):
         self.log_budget = LogBudget(ctx.reactor)
         self._drained = None   # while draining: the Deferreds waiting for it
         self.counters = {"received": 0, "succeeded": 0, "client_errors": 0, "service_errors": 0,
-                         "timeouts": 0, "paused": 0}
+                         "timeouts": 0, "paused": 0, "rate_limited": 0}
         if topic is not None:
             self.counters.update(published=0, publish_errors=0)
         key = f"{self.metrics_key}.{section.name}"
@@ -174,11 +174,13 @@ class MessageChannel(Service):
         self._failed(error, request, context)
 
     def _publish(self, request):
+        topic = self.topic_of(request)
         if self.info.security is not None:
             request.caller = self.info.security.authenticate(request)
+            if self.resources.rbac is not None and request.caller is not None:
+                self.resources.rbac.check(request.caller, "publish", topic, request.cid)
         payload = decode(self.info.data_format, request.raw_request, request.content_type)
-        return defer.maybeDeferred(self.resources.publish, self.topic_of(request), payload,
-                                   publisher=self.name)
+        return defer.maybeDeferred(self.resources.publish, topic, payload, publisher=self.name)
 
     def _succeeded(self, result, request, context):
         if self.topic is not None:
@@ -199,6 +201,8 @@ class MessageChannel(Service):
             counters["publish_errors"] += 1
         if isinstance(error, Timeout):
             counters["timeouts"] += 1
+        elif error.status == 429:  # over a rate limit: dropped (or the transport's equivalent)
+            counters["rate_limited"] += 1
         if error.status < 500:
             counters["client_errors"] += 1
             if self.log_budget.allow(self.name):

@@ -1,4 +1,5 @@
-"""Django: a middleware that puts a broker client on ``request.broker``.
+"""Django: a middleware that puts a broker client on ``request.broker``, and one that trusts
+the broker's tokens (``request.broker_user``).
 
 settings.py::
 
@@ -21,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import client_from_settings
 
-__all__ = ["BrokerMiddleware", "get_client"]
+__all__ = ["BrokerMiddleware", "BrokerTokenMiddleware", "get_client", "token_verifier"]
 
 _lock = threading.Lock()
 _client = None
@@ -62,4 +63,58 @@ class BrokerMiddleware:
 
     def __call__(self, request):
         request.broker = get_client()
+        return self.get_response(request)
+
+
+_verifier = None
+
+
+def token_verifier():
+    """The process's :class:`~broker.client.tokens.TokenVerifier`, from
+    ``settings.BROKER_TOKENS`` (``secret`` or ``public_key``, ``issuer``, ``audience``,
+    ``algorithms``, ``leeway``)."""
+    global _verifier
+    if _verifier is None:
+        from .tokens import TokenVerifier
+        config = getattr(settings, "BROKER_TOKENS", None)
+        try:
+            _verifier = TokenVerifier(**dict(config or {}))
+        except (TypeError, ValueError) as error:
+            raise ImproperlyConfigured(f"settings.BROKER_TOKENS: {error}") from None
+    return _verifier
+
+
+class BrokerTokenMiddleware:
+    """Trust the broker's tokens: ``Authorization: Bearer <token>`` from the broker's
+    ``POST /broker/auth/token`` makes ``request.broker_user`` a
+    :class:`~broker.client.tokens.TokenUser` (its name, ``roles``, ``claims``); no token:
+    None; a bad token: a 401 JSON answer (the reason goes to the ``broker.client`` log)::
+
+        MIDDLEWARE = [..., "broker.client.django.BrokerTokenMiddleware"]
+        BROKER_TOKENS = {"secret": os.environ["BROKER_TOKEN_SECRET"], "issuer": "broker"}
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.verifier = token_verifier()
+
+    def __call__(self, request):
+        from .tokens import InvalidToken, bearer_token
+        token = bearer_token(request.headers.get("Authorization"))
+        request.broker_user = None
+        if token is not None:
+            try:
+                request.broker_user = self.verifier.verify(token)
+            except InvalidToken as error:
+                import logging
+
+                from django.http import JsonResponse
+                logging.getLogger("broker.client").info("broker token refused: %s", error)
+                response = JsonResponse({"code": "unauthorized", "details": "invalid token"},
+                                        status=401)
+                response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                return response
         return self.get_response(request)

@@ -18,7 +18,7 @@ from flask import current_app, has_app_context
 
 from . import client_from_settings
 
-__all__ = ["Broker"]
+__all__ = ["Broker", "token_required"]
 
 
 class Broker:
@@ -59,3 +59,40 @@ class Broker:
     def publish(self, topic, data, **kwargs):
         """``client.publish`` on the current app's client."""
         return self.client.publish(topic, data, **kwargs)
+
+
+def token_required(verifier, role=None):
+    """A view decorator trusting the broker's tokens: ``flask.g.broker_user`` is the
+    :class:`~broker.client.tokens.TokenUser`; no token or a bad one is a 401, a missing
+    ``role`` a 403::
+
+        verifier = TokenVerifier(secret=os.environ["BROKER_TOKEN_SECRET"])
+
+        @app.get("/me")
+        @token_required(verifier)
+        def me():
+            return {"user": g.broker_user, "roles": sorted(g.broker_user.roles)}
+    """
+    import functools
+
+    from flask import g, jsonify, request
+
+    from .tokens import InvalidToken, bearer_token
+
+    def decorate(view):
+        @functools.wraps(view)
+        def guarded(*args, **kwargs):
+            token = bearer_token(request.headers.get("Authorization"))
+            try:
+                if token is None:
+                    raise InvalidToken("no bearer token")
+                user = verifier.verify(token)
+            except InvalidToken as error:
+                current_app.logger.info("broker token refused: %s", error)
+                return jsonify(code="unauthorized", details="invalid token"), 401
+            if role is not None and role not in user.roles:
+                return jsonify(code="forbidden", details="not allowed"), 403
+            g.broker_user = user
+            return view(*args, **kwargs)
+        return guarded
+    return decorate

@@ -14,7 +14,9 @@ keys are an error rather than a silent overwrite.
 
 Every string value may refer to the environment: ``${NAME}`` (an error if
 ``NAME`` is unset), ``${NAME:default}`` (``${NAME:}`` is the empty string)
-and ``$${`` for a literal ``${``.  When an unquoted value is exactly one
+and ``$${`` for a literal ``${``.  ``${file:PATH}`` is the content of the file at
+``PATH`` (a secret mounted as a file; one trailing newline dropped; an error naming the
+path, never the content, if it cannot be read).  When an unquoted value is exactly one
 reference, the result is typed as YAML would type it (``${PORT:17010}`` is
 an int); otherwise it stays text.  Keys are never substituted.
 
@@ -257,6 +259,8 @@ def substitute(text, environ=None):
         if match.group(1) is None:
             raise ValueError('"${" without a closing "}" (write "$${" for a literal "${")')
         name, colon, default = match.group(1).partition(":")
+        if name == "file" and colon:
+            return _read_secret_file(default)
         if not _VARIABLE.fullmatch(name):
             raise ValueError(f'bad variable name in "{match.group(0)}"')
         value = environ.get(name)
@@ -270,10 +274,23 @@ def substitute(text, environ=None):
     return _REFERENCE.sub(replace, text)
 
 
+def _read_secret_file(path):
+    if not path:
+        raise ValueError("${file:PATH} needs a path")
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            value = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
+        raise ValueError(f"cannot read the file in ${{file:{path}}}: {reason}") from None
+    return value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
+
+
 def _references(text):
     """The names of the variables ``text`` refers to with ``${NAME}`` or ``${NAME:default}``."""
     return tuple(match.group(1).partition(":")[0] for match in _REFERENCE.finditer(text)
-                 if match.group(1) is not None)
+                 if match.group(1) is not None
+                 and not match.group(1).startswith("file:"))
 
 
 class _Builder:

@@ -19,8 +19,10 @@ class Listener(Service):
         the endpoint asked for port 0).
     """
 
-    def __init__(self, endpoint, factory, reactor=None):
+    def __init__(self, endpoint, factory, reactor=None, client_ca=None, require_client_certificate=False):
         self.endpoint = endpoint
+        self.client_ca = client_ca
+        self.require_client_certificate = require_client_certificate
         self.factory = factory
         self._reactor = reactor
         self.port = None
@@ -31,7 +33,10 @@ class Listener(Service):
             from twisted.internet import reactor
             self._reactor = reactor
         results = []
-        serverFromString(self._reactor, self.endpoint).listen(self.factory).addBoth(results.append)
+        endpoint = serverFromString(self._reactor, self.endpoint)
+        if self.client_ca:
+            _ask_client_certificates(endpoint, self.client_ca, self.require_client_certificate)
+        endpoint.listen(self.factory).addBoth(results.append)
         if not results:  # pragma: no cover - our endpoints listen synchronously
             raise SystemExit(f"broker: listening on {self.endpoint} did not finish at once")
         if hasattr(results[0], "getErrorMessage"):
@@ -68,3 +73,22 @@ class Listener(Service):
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()
+
+
+def _ask_client_certificates(endpoint, ca_path, required):
+    """Make an ``ssl:`` endpoint ask clients for a certificate signed by the CA at ``ca_path``
+    (and refuse those without one when ``required``)."""
+    from twisted.internet import ssl
+
+    options = getattr(endpoint, "_sslContextFactory", None)
+    if options is None:
+        raise SystemExit(f"broker: http.client_ca needs an ssl: listener, not {endpoint!r}")
+    try:
+        with open(ca_path, encoding="ascii") as handle:
+            ca = ssl.Certificate.loadPEM(handle.read())
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise SystemExit(f"broker: cannot read http.client_ca {ca_path}: {error}") from None
+    endpoint._sslContextFactory = ssl.CertificateOptions(
+        privateKey=options.privateKey, certificate=options.certificate,
+        extraCertChain=options.extraCertChain, verify=True, caCerts=[ca.original],
+        requireCertificate=required)

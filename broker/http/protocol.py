@@ -18,7 +18,7 @@ from email.utils import formatdate
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -27,6 +27,7 @@ from broker.fastwrite import write_now
 from broker.http.limits import COUNTERS, DRAINING, HEADER, IDLE, FlowControl, HTTPLimits
 from broker.http.streaming import LARGE_BODY, HTTPStream, StreamWriter, in_pieces
 from broker.http.upgrade import UpgradeHandOver
+from broker.security.certs import TLSPeer
 from broker.http.wire import (
     CLEAN_NAMES, CONTINUE, LENGTHS, LENGTHS_CACHED, MEMO_SIZE, METHODS, NAMES, NO_BODY, STATUS_LINES,
     HTTPRequest, HTTPResponse, Refusal, chunked_only, header_block, split_target, status_line)
@@ -99,6 +100,8 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         factory = self.factory
         peer = self.transport.getPeer()
         self._peer = str(getattr(peer, "host", None) or getattr(peer, "name", None) or "")
+        if ISSLTransport.providedBy(self.transport):  # a client certificate may name the caller
+            self._peer = TLSPeer(self._peer, self.transport)
         if factory.open_connections >= self._limits.max_connections:
             self._counters["rejected_connections"] += 1
             self._discard = True
@@ -542,13 +545,15 @@ class HTTPServerFactory(Factory):
     :param server_header: the ``Server`` header value; none if empty.
     :param access_log: None, or ``callable(request, response, duration_seconds)``
         called after each answer is written.
+    :param extra_headers: ``(name, value)`` pairs every answer carries (security headers),
+        rendered once here.
     """
 
     protocol = HTTPProtocol
     noisy = False
 
     def __init__(self, handler, limits=HTTPLimits(), reactor=None, server_header="broker",
-                 access_log=None):
+                 access_log=None, extra_headers=()):
         if reactor is None:
             from twisted.internet import reactor
         self.handler = handler
@@ -561,6 +566,7 @@ class HTTPServerFactory(Factory):
         self.bytes_received = self.bytes_sent = 0  # streamed bodies not counted in bytes_sent
         server = "".join(c for c in server_header or "" if " " <= c != "\x7f")
         server = f"Server: {server}\r\n".encode("latin-1", "replace") if server else b""
+        server += b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in extra_headers)
         self.tail = server + b"\r\n"
         self.tail_close = server + b"Connection: close\r\n\r\n"
         self.tail_keep_alive = server + b"Connection: keep-alive\r\n\r\n"

@@ -23,6 +23,16 @@ HTTP = Schema("http", {
     "access_log": Field(Bool(), default=False),
     "docs": Field(Bool(), default=True, doc="serve /openapi.json and /docs"),
     "server_header": Field(Str(), default="broker"),
+    "security_headers": Field(Bool(), default=True,
+                              doc="X-Content-Type-Options, X-Frame-Options and Referrer-Policy "
+                                  "on every answer"),
+    "client_ca": Field(Str(min_length=1), default=None,
+                       doc="PEM CA file: an ssl: listener asks clients for a certificate it "
+                           "signed (tls_client definitions name callers by it)"),
+    "client_certificate": Field(Choice("optional", "required"), default="optional",
+                                doc="with client_ca: whether a client without one is refused"),
+    "hsts": Field(Duration(max=2 * 365 * 86400), default=0.0,
+                  doc="Strict-Transport-Security max-age on an ssl: listener; 0: none"),
 })
 
 SERVICES = Schema("services", {

@@ -14,7 +14,7 @@ connection or outgoing type is one package plus one line.
 * :data:`BUILTIN_SERVICES` — services every node has.
 """
 
-from broker import amqp, cache, fixtures, loopback, redis, scheduler, zmq
+from broker import amqp, auth, cache, fixtures, loopback, redis, scheduler, zmq
 from broker.admin.dashboard import DASHBOARD
 from broker.admin.jobs import JOBS
 from broker.admin.logs import LOGGING
@@ -22,7 +22,7 @@ from broker.admin.otel import TRACING
 from broker.admin.prometheus import METRICS
 from broker.admin.routes import ADMIN
 from broker.amqp.service import PublishService
-from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType
+from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType, Needs
 from broker.http import channel as http_channel, outgoing as http_outgoing
 from broker.node.assembly import Registry
 from broker.pubsub import feature as pubsub
@@ -34,7 +34,7 @@ from broker.wsgi import channel as wsgi_channel
 __all__ = ["BUILTIN_SERVICES", "CHANNEL_TYPES", "CONNECTION_TYPES", "FEATURES", "OUTGOING_TYPES",
            "REGISTRY", "SECURITY_TYPES"]
 
-SECURITY_TYPES = {type: ComponentType(schema, build)
+SECURITY_TYPES = {type: ComponentType(schema, build, needs=[Needs.feature("auth")])
                   for type, (schema, build) in DEFINITION_TYPES.items()}
 
 CHANNEL_TYPES = {
@@ -60,6 +60,7 @@ OUTGOING_TYPES = {
 
 #: Built in this order when nothing they need says otherwise.
 FEATURES = {
+    "auth": auth.FEATURE,
     "fixtures": fixtures.FEATURE,
     "cache": cache.FEATURE,
     "scheduler": scheduler.FEATURE,

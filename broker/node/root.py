@@ -206,17 +206,33 @@ def build_node(path, listen=None, reactor=None):
     router = Router()
     app = HTTPApp(router, invoker, access_log=config.http.access_log)
     factory = HTTPServerFactory(app, _http_limits(limits), reactor=reactor,
-                                server_header=config.http.server_header, access_log=app.access_log)
+                                server_header=config.http.server_header, access_log=app.access_log,
+                                extra_headers=security_headers(config.http, listen))
     resources.metrics.update(invoker=lambda: invoker.counters, threads=threads.metrics,
                              json=lambda: JSON_COUNTERS, http=factory.metrics)
 
-    listener = Listener(_endpoint(config, listen, reactor), factory, reactor)
+    listener = Listener(_endpoint(config, listen, reactor), factory, reactor,
+                        client_ca=config.http.client_ca,
+                        require_client_certificate=config.http.client_certificate == "required")
     parts = NodeParts(config=config, reactor=reactor, store=store, invoker=invoker,
                       resources=resources, router=router, upgrades=app.upgrade_handlers,
                       own_address=listener.own_address)
     assembler = Assembler(parts, REGISTRY)
     assembler.build_all(config)
     return BrokerNode(config, parts, assembler, threads, factory, listener)
+
+
+def security_headers(http, listen=None):
+    """The headers every answer carries: ``http.security_headers`` and, on an ``ssl:``
+    listener, HSTS for ``http.hsts`` seconds."""
+    headers = []
+    if http.security_headers:
+        headers += [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                    ("Referrer-Policy", "no-referrer")]
+    endpoint = listen or http.listen
+    if http.hsts and endpoint.partition(":")[0].lower() == "ssl":
+        headers.append(("Strict-Transport-Security", f"max-age={int(http.hsts)}; includeSubDomains"))
+    return headers
 
 
 def _http_limits(limits):

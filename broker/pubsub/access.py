@@ -15,7 +15,7 @@ from broker.errors import Forbidden, Unauthorized
 from broker.pubsub.topics import PatternSet
 from broker.security.credentials import Credentials, authenticate
 
-__all__ = ["Access", "Grant", "ANONYMOUS"]
+__all__ = ["Access", "Grant", "RoleGrant", "ANONYMOUS"]
 
 ANONYMOUS = "anonymous"
 _NO_PERMISSIONS = ('security definition "{name}" has no pub/sub permissions '
@@ -42,6 +42,32 @@ class Grant:
 
     def may_invoke(self, service):
         return service in self.invoke
+
+
+class RoleGrant:
+    """A definition's :class:`Grant` narrowed by the caller's roles (RBAC, once roles are
+    configured): both must allow; a refusal by the roles is logged with its reason."""
+
+    __slots__ = ("grant", "name", "caller", "policy")
+
+    def __init__(self, grant, caller, policy):
+        self.grant, self.name, self.caller, self.policy = grant, grant.name, caller, policy
+
+    def _roles_allow(self, action, name):
+        try:
+            self.policy.check(self.caller, action, name)
+        except Forbidden:
+            return False
+        return True
+
+    def may_subscribe(self, pattern):
+        return self.grant.may_subscribe(pattern) and self._roles_allow("subscribe", pattern)
+
+    def may_publish(self, topic):
+        return self.grant.may_publish(topic) and self._roles_allow("publish", topic)
+
+    def may_invoke(self, service):
+        return self.grant.may_invoke(service) and self._roles_allow("invoke", service)
 
 
 def covers(allowed, pattern):
@@ -77,8 +103,9 @@ class Access:
     :param grants: ``{name: Grant}`` for definitions and ``anonymous``.
     """
 
-    def __init__(self, definitions, grants):
+    def __init__(self, definitions, grants, resources=None):
         self._all = definitions
+        self._resources = resources  # its ``rbac`` (lent by ``auth:``), read when a caller comes
         self.grants = dict(grants)
         self.anonymous = self.grants.get(ANONYMOUS) or Grant(ANONYMOUS)
         self._granted = frozenset(self.grants) - {ANONYMOUS}
@@ -111,4 +138,8 @@ class Access:
             self.counters["anonymous"] += 1
             return self.anonymous, None
         self.counters["authenticated"] += 1
-        return self.grants[definition.name], definition.caller
+        caller = definition.caller
+        policy = getattr(self._resources, "rbac", None)
+        if policy is not None:
+            return RoleGrant(self.grants[definition.name], caller, policy), caller
+        return self.grants[definition.name], caller

@@ -61,6 +61,14 @@ WEBSOCKET = Schema("pubsub websocket", {
                         doc="messages waiting per subscriber while its socket is full"),
     "max_subscriptions": Field(Int(min=1, max=100_000), default=100),
     "max_pending_invokes": Field(Int(min=1, max=10_000), default=16),
+    "rate_limit": Field(Schema("pubsub.websocket.rate_limit", {
+        "rate": Field(Int(min=1), required=True, doc="frames per `per`, per connection"),
+        "per": Field(Duration(min=0.001), default=1.0),
+        "burst": Field(Int(min=1), default=None),
+        "close_after": Field(Int(min=1, max=10_000), default=10,
+                             doc="frames refused in a row before the connection is closed "
+                                 "(4029)"),
+    }), default=None, doc="frames a connection may send; over it an error frame"),
 })
 
 PUBSUB = Schema("pubsub", {
@@ -130,7 +138,7 @@ def build_pubsub(section, ctx):
                                f'(known: {", ".join(sorted(ctx.security)) or "none"}; '
                                f'or "{ANONYMOUS}")')
         grants[name] = Grant(name, grant.subscribe, grant.publish, grant.invoke)
-    access = Access(ctx.definitions, grants)
+    access = Access(ctx.definitions, grants, ctx.resources)
 
     policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
                             t.overflow or section.overflow) for t in section.topics]

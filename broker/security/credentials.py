@@ -9,7 +9,6 @@ the uniform 401 (or a 403 for credentials of a definition not admitted there).
 """
 
 from broker.errors import Forbidden, Unauthorized
-from broker.security.auth import SecurityDefinition
 
 __all__ = ["Credentials", "authenticate"]
 
@@ -43,7 +42,7 @@ def authenticate(definitions, credentials, *, admitted=None, anonymous=False,
     :param anonymous: whether a caller offering no credentials at all passes (as None).
     :raise broker.errors.Unauthorized: the uniform 401; with one definition, its challenge.
     """
-    if isinstance(definitions, SecurityDefinition):
+    if hasattr(definitions, "authenticate"):  # one definition (or a guarded one)
         definitions.authenticate(credentials)
         return definitions
     offered = [(name, d) for name, d in definitions.items() if d.offers(credentials)]

@@ -85,6 +85,8 @@ class Invoker:
         channel = request.channel
         if channel.security is not None:
             request.caller = channel.security.authenticate(request)  # the definition's caller
+            if self.resources.rbac is not None and request.caller is not None:
+                self.resources.rbac.check(request.caller, "invoke", service_name, request.cid)
         entry = self.store.get(service_name)
         if request.payload is None and request.raw_request:
             request.payload = decode(channel.data_format, request.raw_request, request.content_type)
@@ -99,6 +101,11 @@ class Invoker:
         depth = parent.depth + 1 if parent is not None else 0
         if depth > self.max_depth:
             return defer.fail(ServiceError(f"Invocation depth over {self.max_depth}"))
+        if parent is not None and parent.caller is not None and self.resources.rbac is not None:
+            try:  # a caller's service invokes another on its behalf: its roles decide
+                self.resources.rbac.check(parent.caller, "invoke", name, parent.cid)
+            except BrokerError as exc:
+                return defer.fail(exc)
         request = Request(payload=data, channel=channel, depth=depth,
                           cid=parent.cid if parent is not None else None,
                           caller=parent.caller if parent is not None else None,

@@ -25,12 +25,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from broker.fastwrite import write_now
-from broker.errors import BrokerError, Forbidden, Unauthorized
+from broker.errors import BrokerError, Forbidden, TooManyRequests, Unauthorized
 from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
 from broker.pubsub.session import Session
 from broker.pubsub.topics import TopicError, check_pattern, check_topic
+from broker.security.ratelimit import Buckets, Limit
 
 __all__ = ["PubSubFactory", "PubSubProtocol"]
 
@@ -75,6 +76,9 @@ class PubSubProtocol(WebSocketServerProtocol):
         except Forbidden as error:      # good credentials of a definition without permissions
             factory.counters["auth_refused"] += 1
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, error.message) from None
+        except TooManyRequests:         # a guarded definition's rate limit
+            factory.counters["rate_limited"] += 1
+            raise ConnectionDeny(429, "too many requests") from None
         self.traceparent = headers.get("traceparent")  # the trace invocations continue
         return None
 
@@ -172,6 +176,8 @@ class PubSubProtocol(WebSocketServerProtocol):
         factory = self.factory
         factory.counters["received"] += 1
         request_id = None
+        if factory.frame_limit is not None and not factory.frame_allowed(self):
+            return
         try:
             if isBinary:
                 raise _Mistake("bad_frame", "binary messages are not supported: send JSON text")
@@ -353,9 +359,15 @@ class PubSubFactory(WebSocketServerFactory):
         self.queue_size = options.queue_size
         self.max_subscriptions = options.max_subscriptions
         self.max_pending = options.max_pending_invokes
+        limit = options.rate_limit
+        self.frame_limit = None if limit is None else Limit(limit.rate, limit.per, limit.burst,
+                                                            "connection")
+        self.close_after = limit.close_after if limit is not None else 0
+        self.frame_buckets = Buckets(reactor, max(options.max_connections, 1))
         self.allowed_origins = tuple(options.allowed_origins)
         self.counters = {"opened": 0, "closed": 0, "auth_refused": 0, "origin_refused": 0,
-                         "received": 0, "errors_sent": 0, "paused": 0, "write_timeouts": 0}
+                         "received": 0, "errors_sent": 0, "paused": 0, "write_timeouts": 0,
+                         "rate_limited": 0, "closed_for_abuse": 0}
         self.setProtocolOptions(
             maxFramePayloadSize=options.max_frame_size,
             maxMessagePayloadSize=options.max_message_size,
@@ -370,6 +382,23 @@ class PubSubFactory(WebSocketServerFactory):
             trustXForwardedFor=options.trust_x_forwarded_for,
             tcpNoDelay=True,
         )
+
+    def frame_allowed(self, protocol):
+        """Whether ``protocol``'s connection may send one more frame; if not, it gets an
+        error frame, and after ``close_after`` refusals in a row it is closed (4029)."""
+        retry_after = self.frame_buckets.take(id(protocol), self.frame_limit)
+        if not retry_after:
+            protocol.refused_in_a_row = 0
+            return True
+        self.counters["rate_limited"] += 1
+        protocol.refused_in_a_row = getattr(protocol, "refused_in_a_row", 0) + 1
+        if protocol.refused_in_a_row >= self.close_after:
+            self.counters["closed_for_abuse"] += 1
+            protocol.sendClose(4029, "rate limit exceeded again and again")
+            return False
+        protocol._error(None, "too_many_requests", "Too many frames: slow down",
+                        retry_after=round(retry_after, 3))
+        return False
 
     def origin_allowed(self, origin, host):
         """No Origin (not a browser) or the same origin are allowed; others if listed."""

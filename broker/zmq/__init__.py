@@ -7,12 +7,13 @@ from broker.zmq import channel, config, outgoing
 __all__ = ["CHANNELS", "OUTGOING"]
 
 _FEEDS = Needs.feature("pubsub", when="pubsub_topic")
+_GUARDED = (Needs.security(), Needs.feature("auth"))
 
 #: ``channels:`` types.
 CHANNELS = {
-    "zmq_pull": ComponentType(config.ZMQ_PULL, channel.build_pull, needs=[_FEEDS]),
-    "zmq_sub": ComponentType(config.ZMQ_SUB, channel.build_sub, needs=[_FEEDS]),
-    "zmq_router": ComponentType(config.ZMQ_ROUTER, channel.build_router),
+    "zmq_pull": ComponentType(config.ZMQ_PULL, channel.build_pull, needs=[_FEEDS, *_GUARDED]),
+    "zmq_sub": ComponentType(config.ZMQ_SUB, channel.build_sub, needs=[_FEEDS, *_GUARDED]),
+    "zmq_router": ComponentType(config.ZMQ_ROUTER, channel.build_router, needs=_GUARDED),
 }
 #: ``outgoing:`` types: ``self.out.zmq[name]``.
 OUTGOING = {

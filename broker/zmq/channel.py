@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from broker.channels import MessageChannel
 from broker.errors import BadRequest, error_body
+from broker.security.registry import channel_security
 from broker.simpleio import encode
 from broker.zmq.adapter import open_socket
 
@@ -29,7 +30,8 @@ class ZmqChannel(MessageChannel):
     metrics_key = "zmq.channel"
 
     def __init__(self, section, ctx):
-        super().__init__(section, ctx, topic=section.get("pubsub_topic"))
+        super().__init__(section, ctx, topic=section.get("pubsub_topic"),
+                         security=channel_security(section, ctx))
         self.setName(f"zmq:{section.name}")  # also the publisher of what it feeds to pub/sub
         self.socket = None
 
@@ -85,6 +87,16 @@ class ZmqChannel(MessageChannel):
     def on_message(self, frames):
         raise NotImplementedError
 
+    def credentials(self, frames):
+        """``(frames, headers)``: with a security definition, the credentials frame (the one
+        before the body) taken out as an ``authorization`` header."""
+        if self.info.security is None or len(frames) < 2:
+            return frames, {}
+        offered = frames[-2].decode("utf-8", "replace").strip()
+        if " " not in offered:
+            offered = f"Bearer {offered}"
+        return frames[:-2] + frames[-1:], {"authorization": offered}
+
     def topic_of(self, request):
         template = self.topic  # checked in the config: only {topic} is replaced
         return template.format(topic=request.headers.get("topic", "")) if "{" in template else template
@@ -107,10 +119,11 @@ class PullChannel(ZmqChannel):
     type = "zmq_pull"
 
     def on_message(self, frames):
+        frames, auth = self.credentials(frames)
         if len(frames) == 1:
-            return self.process(self.request(frames[0], {}))
+            return self.process(self.request(frames[0], auth))
         if len(frames) == 2:
-            return self.process(self.request(frames[1], _topic_headers(frames[0])))
+            return self.process(self.request(frames[1], {**_topic_headers(frames[0]), **auth}))
         self.reject(BadRequest(f"expected 1 frame (body) or 2 (topic, body), got {len(frames)}"),
                     self.request(b"", {}))
 
@@ -126,8 +139,9 @@ class SubChannel(ZmqChannel):
                                            for prefix in self.section.subscribe]
 
     def on_message(self, frames):
+        frames, auth = self.credentials(frames)
         if len(frames) == 2:
-            return self.process(self.request(frames[1], _topic_headers(frames[0])))
+            return self.process(self.request(frames[1], {**_topic_headers(frames[0]), **auth}))
         self.reject(BadRequest(f"expected 2 frames (topic, body), got {len(frames)}"),
                     self.request(b"", {}))
 
@@ -159,8 +173,9 @@ class RouterChannel(ZmqChannel):
             envelope, body = frames[:1], frames[1:]
         else:
             envelope, body = frames[:delimiter + 1], frames[delimiter + 1:]
+        body, auth = self.credentials(body)
         if len(body) == 1:
-            return self.process(self.request(body[0], {}), envelope, encode=True)
+            return self.process(self.request(body[0], auth), envelope, encode=True)
         problem = "empty request" if not body else f"expected 1 body frame, got {len(body)}"
         self.reject(BadRequest(problem), self.request(b"", {}), envelope)
 

@@ -7,6 +7,7 @@ purpose (defaults shown in ``etc/examples/zmq.yaml``); see ``docs/zmq.md``.
 import re
 
 from broker.config.schema import Choice, Duration, Field, Int, ListOf, Name, Schema, Size, Str, Type
+from broker.security.registry import MESSAGE_GUARD_FIELDS
 
 __all__ = ["ZMQ_PULL", "ZMQ_PUB_OUT", "ZMQ_PUSH_OUT", "ZMQ_ROUTER", "ZMQ_SUB", "Addresses"]
 
@@ -57,6 +58,9 @@ _INBOUND = {
                            doc="unfinished invocations before the channel stops reading"),
     "batch": Field(Int(min=1, max=100_000), default=500,
                    doc="messages handled per reactor turn before yielding"),
+    # with security: each message has a credentials frame right before its body
+    # ("Bearer <token>", "Basic ...", or a bare token); over a rate_limit it is dropped, counted
+    **MESSAGE_GUARD_FIELDS,
 }
 
 _FEEDS = {
