@@ -83,6 +83,8 @@ class Resources:
     :ivar caches: named caches, ``{"default": cache, ...}``.
     :ivar pubsub: the topic publisher (set by the pub/sub feature), or None;
         it has ``publish(topic, data, publisher=None) -> Deferred(msg_id)``.
+    :ivar tasks: the task runner (set by the tasks feature), or None: ``submit(...)``,
+        ``status(task_id)``, ``wait(task_id)``, ``cancel(task_id)``, ``patterns(request)``.
     :ivar health: ``{name: callable() -> dict}``; each dict has ``"ok": bool``.
     :ivar metrics: ``{name: callable() -> dict of counters}``.
     """
@@ -92,6 +94,7 @@ class Resources:
         self.cache = None
         self.caches = {}
         self.pubsub = None
+        self.tasks = None
         self.health = {}
         self.metrics = {}
 

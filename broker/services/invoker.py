@@ -85,12 +85,16 @@ class Invoker:
             request.payload = decode(channel.data_format, request.raw_request, request.content_type)
         return self._run(entry, request, encode)
 
-    def invoke_internal(self, name, data=None, parent=None, channel=INTERNAL):
+    def invoke_internal(self, name, data=None, parent=None, channel=INTERNAL, timeout=None):
         """Invoke ``name`` in-process with ``data`` as its input.
 
+        :param timeout: seconds this call may take (besides the service's own timeout);
+            over it the Deferred fails with :class:`~broker.errors.Timeout`.
         :return: a Deferred firing with the service's output payload (declared
             keys only), never encoded.
         """
+        if timeout:
+            return self._within(self.invoke_internal(name, data, parent, channel), timeout, name)
         depth = parent.depth + 1 if parent is not None else 0
         if depth > self.max_depth:
             return defer.fail(ServiceError(f"Invocation depth over {self.max_depth}"))
@@ -104,6 +108,19 @@ class Invoker:
         if isinstance(result, defer.Deferred):
             return result.addCallback(_payload_of)
         return defer.succeed(result.payload)
+
+    def _within(self, d, timeout, name):
+        """``d``, failing with :class:`Timeout` (counted) after ``timeout`` seconds."""
+        if d.called:
+            return d
+
+        def timed_out(failure):
+            failure.trap(defer.TimeoutError)
+            self.counters["timeouts"] += 1
+            log.warn("call of {service} timed out after {timeout}s", service=name, timeout=timeout)
+            raise Timeout(f"Service {name} did not answer within {timeout:g}s")
+
+        return d.addTimeout(timeout, self._reactor).addErrback(timed_out)
 
     # -- the pipeline ---------------------------------------------------------
 
@@ -146,8 +163,9 @@ class Invoker:
                 if result.called and not isinstance(result.result, (Failure, defer.Deferred)):
                     # an async handle() that never had to wait: answer now, no timer
                     return self._finish(entry, request, response, encode_output)
-                if self.timeout:
-                    result.addTimeout(self.timeout, self._reactor)
+                timeout = entry.timeout if entry.timeout is not None else self.timeout
+                if timeout:
+                    result.addTimeout(timeout, self._reactor)
                 return result.addCallbacks(
                     lambda _: self._finish(entry, request, response, encode_output),
                     lambda failure: self._async_failed(entry, request, failure))
@@ -196,9 +214,10 @@ class Invoker:
     def _async_failed(self, entry, request, failure):
         if failure.check(defer.TimeoutError, defer.CancelledError):
             self.counters["timeouts"] += 1
+            timeout = entry.timeout if entry.timeout is not None else self.timeout
             log.warn("service {service} timed out after {timeout}s (cid {cid})",
-                     service=entry.name, timeout=self.timeout, cid=request.cid)
-            raise Timeout()
+                     service=entry.name, timeout=timeout, cid=request.cid)
+            raise Timeout(f"Service {entry.name} timed out after {timeout:g}s")
         if failure.check(BrokerError):
             failure.raiseException()
         raise self._service_failed(entry, request, failure.value, failure)

@@ -25,10 +25,12 @@ class ServiceLoadError(Exception):
 class ServiceEntry:
     """A deployed service: its class, name, compiled SimpleIO and logger."""
 
-    __slots__ = ("name", "cls", "sio", "logger", "source", "new")
+    __slots__ = ("name", "cls", "sio", "logger", "source", "new", "timeout")
 
-    def __init__(self, name, cls, sio, source=None):
+    def __init__(self, name, cls, sio, source=None, timeout=None):
         self.name = name
+        #: seconds handle() may wait (None: the invoker's default): config, else the class's
+        self.timeout = timeout if timeout is not None else getattr(cls, "timeout", None)
         self.cls = cls
         # An instance the invoker fills in: skip Service.__init__'s defaults
         # unless the class has an __init__ of its own to run.
@@ -45,8 +47,9 @@ class ServiceStore:
         SimpleIO does not declare, ``"reject"`` or ``"drop"``.
     """
 
-    def __init__(self, undeclared_input="reject"):
+    def __init__(self, undeclared_input="reject", timeouts=None):
         self.undeclared_input = undeclared_input
+        self.timeouts = dict(timeouts or {})  # services.timeouts: name -> seconds
         self._entries = {}
         self.version = 0  # moves with every deploy and undeploy
 
@@ -78,7 +81,7 @@ class ServiceStore:
                 f"{source or cls.__module__}: service name {name!r} is already used by "
                 f"{existing.source or existing.cls.__module__}")
         sio = compile_simpleio(getattr(cls, "SimpleIO", None), name, self.undeclared_input)
-        entry = self._entries[name] = ServiceEntry(name, cls, sio, source)
+        entry = self._entries[name] = ServiceEntry(name, cls, sio, source, self.timeouts.get(name))
         self.version += 1
         return entry
 

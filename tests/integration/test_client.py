@@ -198,9 +198,10 @@ def test_any_service_invoker_errors_are_not_raised(invoker):
         invoker.invoke()
 
 
-def test_any_service_invoker_async_answers_the_cid(invoker):
+def test_any_service_invoker_async_answers_the_task_id(invoker):
     response = invoker.invoke_async("customer.get2", {"cust_id": "1"})
-    assert response.ok and isinstance(response.data, str) and response.data == response.cid
+    assert response.ok and response.status == 202 and isinstance(response.data, str)
+    assert response.inner.headers["location"] == f"/broker/tasks/{response.data}"
 
 
 def test_json_client_direct_channel(broker):

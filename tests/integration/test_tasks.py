@@ -1,0 +1,144 @@
+"""Tasks over HTTP against a live broker: 202 + Location, polling, failures, expiry, owners."""
+
+import json
+from base64 import b64decode, b64encode
+
+import pytest
+
+from tests.integration.broker_process import ROOT, BrokerProcess, wait_for
+
+CONFIG = ROOT / "tests" / "integration" / "configs" / "tasks.yaml"
+
+
+@pytest.fixture(scope="module")
+def broker():
+    process = BrokerProcess(CONFIG).start()
+    yield process
+    process.stop()
+
+
+def basic(broker):
+    return {"Authorization": "Basic " + b64encode(f"admin:{broker.admin_password}".encode()).decode()}
+
+
+def post(broker, path, body, headers=None):
+    status, answer_headers, content = broker.request(
+        "POST", path, json.dumps(body), {"Content-Type": "application/json", **(headers or {})})
+    return status, answer_headers, json.loads(content) if content else None
+
+
+def get(broker, path, headers=None):
+    status, answer_headers, content = broker.request("GET", path, headers=headers or {})
+    return status, json.loads(content) if content else None
+
+
+def start(broker, service, data=None, headers=None, path="/broker/invoke", **extra):
+    status, headers_, body = post(broker, path, {"service": service, "data": data, "async": True,
+                                                 **extra}, headers if headers is not None else basic(broker))
+    assert status == 202, body
+    assert headers_["location"] == f"/broker/tasks/{body['task_id']}"
+    return body["task_id"], headers_["location"]
+
+
+def poll(broker, location, headers=None, until=("done", "failed")):
+    """GET the status until it is one of ``until``; the last answer."""
+    headers = headers if headers is not None else basic(broker)
+    return wait_for(lambda: (lambda s, b: b if s == 200 and b["status"] in until else None)(
+        *get(broker, location, headers)), f"task at {location}", timeout=20)
+
+
+def test_async_invoke_answers_202_and_polling_gets_the_result(broker):
+    task_id, location = start(broker, "demo.echo", {"text": "hi", "repeat": 2})
+    assert len(task_id) == 32
+    view = poll(broker, location)
+    assert view["status"] == "done" and view["task_id"] == task_id
+    assert view["service"] == "demo.echo"
+    assert view["data"] == {"text": "hihi"}
+
+
+def test_a_slow_task_is_pending_or_running_then_done(broker):
+    _, location = start(broker, "tasks.slow", {"seconds": 1.0, "tag": "x"})
+    status, view = get(broker, location, basic(broker))
+    assert status == 200 and view["status"] in ("pending", "running")
+    assert "data" not in view
+    view = poll(broker, location)
+    assert view["status"] == "done" and view["data"] == {"slept": 1.0, "tag": "x"}
+
+
+def test_a_failing_task_reports_the_typed_error(broker):
+    _, location = start(broker, "tasks.fail")
+    view = poll(broker, location)
+    assert view["status"] == "failed"
+    assert view["error"]["code"] == "service_error" and view["error"]["status"] == 500
+    assert "traceback" not in json.dumps(view).lower()
+
+
+def test_a_task_over_its_expiration_fails_with_timeout(broker):
+    _, location = start(broker, "tasks.slow", {"seconds": 5}, expiration=0.3)
+    view = poll(broker, location)
+    assert view["status"] == "failed" and view["error"]["code"] == "timeout"
+    assert view["error"]["status"] == 504
+
+
+def test_unknown_service_or_bad_expiration_refused_at_once(broker):
+    status, _, body = post(broker, "/broker/invoke", {"service": "no.such", "async": True}, basic(broker))
+    assert status == 404 and body["code"] == "service_not_found"
+    status, _, body = post(broker, "/broker/invoke", {"service": "demo.echo", "async": True,
+                                                      "expiration": -1}, basic(broker))
+    assert status == 400 and body["errors"][0]["field"] == "expiration"
+
+
+def test_another_caller_is_refused_the_status(broker):
+    _, location = start(broker, "demo.echo", {"text": "mine"})
+    poll(broker, location)
+    status, body = get(broker, location, {"X-API-Key": broker.api_key})
+    assert status == 401  # the apps key is not the admin definition's credentials
+    status, body = get(broker, location)
+    assert status == 401
+    wrong = {"Authorization": "Basic " + b64encode(b"admin:wrong").decode()}
+    assert get(broker, location, wrong)[0] == 401
+
+
+def test_a_caller_of_another_definition_is_refused(broker):
+    """A task made through the apps key: the admin (another definition's caller) is refused."""
+    _, location = start(broker, "demo.echo", {"text": "apps"}, {"X-API-Key": broker.api_key},
+                        path="/apps/invoke")
+    view = poll(broker, location, {"X-API-Key": broker.api_key})
+    assert view["status"] == "done"
+    status, body = get(broker, location, basic(broker))
+    assert status == 401
+
+
+def test_unknown_and_malformed_task_ids_are_404(broker):
+    status, body = get(broker, "/broker/tasks/" + "0" * 32, basic(broker))
+    assert status == 404 and body["code"] == "not_found"
+    status, body = get(broker, "/broker/tasks/nope", basic(broker))
+    assert status == 404 and body["errors"][0]["field"] == "task_id"
+
+
+def test_callback_service_gets_the_result(broker):
+    task_id, location = start(broker, "demo.echo", {"text": "cb"}, callback="tasks.recorder")
+    poll(broker, location)
+    found = wait_for(lambda: post(broker, "/broker/invoke", {"service": "tasks.recorded", "data": {
+        "key": task_id}}, basic(broker))[2]["found"], "the callback")
+    assert found["task_id"] == task_id and found["status"] == "done"
+
+
+def test_invoke_async_inside_a_service(broker):
+    status, _, body = post(broker, "/broker/invoke", {"service": "tasks.starter", "data": {
+        "service": "tasks.slow", "data": {"seconds": 0.1, "tag": "inner"}}}, basic(broker))
+    assert status == 200
+    view = poll(broker, f"/broker/tasks/{body['task_id']}")
+    assert view["data"] == {"slept": 0.1, "tag": "inner"}
+
+
+def test_zato_is_async_answers_202_with_the_task_id(broker):
+    request = {"name": "demo.echo", "payload": b64encode(b'{"text": "z"}').decode(),
+               "channel": "invoke", "data_format": "json", "transport": None, "is_async": True,
+               "expiration": 15, "pid": None, "all_pids": False, "timeout": None,
+               "skip_response_elem": True}
+    status, headers, body = post(broker, "/zato/admin/invoke", request, basic(broker))
+    assert status == 202 and body["zato_env"]["result"] == "ZATO_OK"
+    task_id = b64decode(body["response"]).decode()
+    assert task_id == body["task_id"] and headers["location"] == f"/broker/tasks/{task_id}"
+    assert poll(broker, headers["location"])["status"] == "done"
