@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from broker.pubsub.message import encode_data
-from broker.pubsub.topics import TopicError, check_topic, matches
+from broker.pubsub.topics import OWNED_PREFIX, TopicError, check_topic, matches
 
 __all__ = ["Hub", "TopicPolicy", "PublishError"]
 
@@ -159,6 +159,9 @@ class Hub:
             if len(self._targets) >= _CACHE_SIZE:
                 self._targets.clear()
             self._targets[topic] = targets
+        if topic.startswith(OWNED_PREFIX):  # a task's result: its owner's sessions only
+            publisher = message.publisher
+            targets = [s for s in targets if getattr(s, "owner", None) == publisher]
         for session in targets:
             try:
                 session.deliver(message)

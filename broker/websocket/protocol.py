@@ -30,7 +30,8 @@ from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
 from broker.pubsub.session import Session
-from broker.pubsub.topics import TopicError, check_pattern, check_topic
+from broker.websocket.tasks import owned_subscribe
+from broker.pubsub.topics import OWNED_PREFIX, TopicError, check_pattern, check_topic
 
 __all__ = ["PubSubFactory", "PubSubProtocol"]
 
@@ -82,6 +83,7 @@ class PubSubProtocol(WebSocketServerProtocol):
         factory.counters["opened"] += 1
         self._pending = 0
         self.session = Session(factory.hub, self, factory.queue_size, factory.max_subscriptions)
+        self.session.owner = f"{self.grant.name}:{self.caller or ''}"
         self.transport.registerProducer(self, True)
 
     def onClose(self, wasClean, code, reason):
@@ -233,6 +235,8 @@ class PubSubProtocol(WebSocketServerProtocol):
 
     def op_subscribe(self, frame):
         pattern = _pattern(frame)
+        if pattern.startswith(OWNED_PREFIX):
+            return owned_subscribe(self, pattern)
         if not self.grant.may_subscribe(pattern):
             self.factory.access.counters["denied"] += 1
             raise _Mistake("forbidden", f'not allowed to subscribe to "{pattern}"', "topic")
@@ -263,7 +267,7 @@ class PubSubProtocol(WebSocketServerProtocol):
             raise _Mistake("bad_topic", str(error), "topic") from None
         if "data" not in frame:
             raise _Mistake("bad_frame", "data is required", "data")
-        if not self.grant.may_publish(topic):
+        if not self.grant.may_publish(topic) or topic.startswith(OWNED_PREFIX):
             self.factory.access.counters["denied"] += 1
             raise _Mistake("forbidden", f'not allowed to publish to "{topic}"', "topic")
         d = self.factory.hub.publish(topic, frame["data"], publisher=self.grant.name)

@@ -142,3 +142,81 @@ def test_zato_is_async_answers_202_with_the_task_id(broker):
     task_id = b64decode(body["response"]).decode()
     assert task_id == body["task_id"] and headers["location"] == f"/broker/tasks/{task_id}"
     assert poll(broker, headers["location"])["status"] == "done"
+
+
+# -- pushed over WebSocket ----------------------------------------------------------------
+
+def ws(broker, headers=None):
+    from tests.integration.ws_client import WSClient
+    return WSClient(broker.port, headers=headers if headers is not None else basic(broker))
+
+
+def test_results_are_pushed_to_the_callers_websocket(broker):
+    with ws(broker) as client:
+        assert client.request("subscribe", topic="broker.tasks.*")["op"] == "ok"
+        ids = {start(broker, "demo.echo", {"text": f"t{i}"})[0] for i in range(3)}
+        ids.add(start(broker, "tasks.fail")[0])
+        messages = client.messages(4)
+    by_id = {m["data"]["task_id"]: m for m in messages}
+    assert set(by_id) == ids
+    statuses = sorted(m["data"]["status"] for m in messages)
+    assert statuses == ["done", "done", "done", "failed"]
+    assert all(m["topic"] == f"broker.tasks.{m['data']['task_id']}" for m in messages)
+    assert {m["data"].get("data", {}).get("text") for m in messages} >= {"t0", "t1", "t2"}
+
+
+def test_subscribing_to_one_task_after_it_finished_answers_its_status(broker):
+    task_id, location = start(broker, "demo.echo", {"text": "late"})
+    poll(broker, location)
+    with ws(broker) as client:
+        reply = client.request("subscribe", topic=f"broker.tasks.{task_id}")
+    assert reply["op"] == "ok" and reply["task"]["status"] == "done"
+    assert reply["task"]["data"] == {"text": "late"}
+
+
+def test_subscribing_to_one_task_before_it_finished_gets_it_pushed(broker):
+    task_id, _ = start(broker, "tasks.slow", {"seconds": 0.5, "tag": "push"})
+    with ws(broker) as client:
+        reply = client.request("subscribe", topic=f"broker.tasks.{task_id}")
+        assert reply["op"] == "ok" and reply["task"]["status"] in ("pending", "running")
+        message, = client.messages(1)
+    assert message["data"]["status"] == "done" and message["data"]["data"]["tag"] == "push"
+
+
+def test_another_caller_may_not_subscribe_to_a_task_nor_receive_it(broker):
+    apps = {"X-API-Key": broker.api_key}
+    with ws(broker, apps) as other:
+        assert other.request("subscribe", topic="broker.tasks.#")["op"] == "ok"
+        admins, location = start(broker, "demo.echo", {"text": "secret"})
+        poll(broker, location)
+        refused = other.request("subscribe", topic=f"broker.tasks.{admins}")
+        assert refused["op"] == "error" and refused["code"] == "forbidden"
+        unknown = other.request("subscribe", topic="broker.tasks." + "f" * 32)
+        assert unknown["op"] == "error" and unknown["code"] == "not_found"
+        published = other.request("publish", topic=f"broker.tasks.{admins}", data={"fake": 1})
+        assert published["op"] == "error" and published["code"] == "forbidden"
+        own, _ = start(broker, "demo.echo", {"text": "apps"}, apps, path="/apps/invoke")
+        message, = other.messages(1)
+    assert message["data"]["task_id"] == own   # the admin's task never reached it
+
+
+def test_a_service_timeout_is_a_websocket_error_reply(broker):
+    with ws(broker) as client:
+        reply = client.request("invoke", service="tasks.bounded", data={"seconds": 1})
+    assert reply["op"] == "error" and reply["code"] == "timeout"
+
+
+def test_a_service_timeout_is_http_504(broker):
+    status, _, body = post(broker, "/bounded", {"seconds": 1})
+    assert status == 504 and body["code"] == "timeout"
+    status, _, body = post(broker, "/bounded", {"seconds": 0.01})
+    assert status == 200
+
+
+def test_a_per_call_timeout_is_http_504(broker):
+    status, _, body = post(broker, "/broker/invoke", {"service": "tasks.slow", "data": {"seconds": 2},
+                                                      "timeout": 0.2}, basic(broker))
+    assert status == 504 and body["code"] == "timeout"
+    status, _, body = post(broker, "/broker/invoke", {"service": "tasks.slow", "data": {"seconds": 0.05},
+                                                      "timeout": 2}, basic(broker))
+    assert status == 200 and body["slept"] == 0.05
