@@ -147,9 +147,9 @@ def test_a_read_timeout_is_not_retried():
         conn.close()
 
 
-def test_invoke_async_is_not_offered_yet(client):
-    with pytest.raises(NotImplementedError, match="asynchronous"):
-        client.invoke_async("customer.get2", {})
+def test_invoke_async_answers_a_task_id_whose_result_can_be_waited_for(client):
+    task_id = client.invoke_async("customer.get2", {"cust_id": "7"})
+    assert client.result(task_id, timeout=10) == {"cust_id": "7", "name": "Cust-7"}
 
 
 def test_publish(client):

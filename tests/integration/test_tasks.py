@@ -220,3 +220,53 @@ def test_a_per_call_timeout_is_http_504(broker):
     status, _, body = post(broker, "/broker/invoke", {"service": "tasks.slow", "data": {"seconds": 0.05},
                                                       "timeout": 2}, basic(broker))
     assert status == 200 and body["slept"] == 0.05
+
+
+# -- the Python clients ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(broker):
+    from broker.client import Client
+    with Client(f"http://127.0.0.1:{broker.port}", auth=("admin", broker.admin_password),
+                timeout=10) as c:
+        yield c
+
+
+def test_client_invoke_async_then_result(client):
+    task_id = client.invoke_async("tasks.slow", {"seconds": 0.2, "tag": "client"})
+    assert isinstance(task_id, str) and len(task_id) == 32
+    assert client.status(task_id)["status"] in ("pending", "running", "done")
+    assert client.result(task_id, timeout=10) == {"slept": 0.2, "tag": "client"}
+
+
+def test_client_result_raises_the_typed_error_of_a_failed_task(client):
+    from broker.client import GatewayTimeout, ServiceError
+    with pytest.raises(ServiceError) as caught:
+        client.result(client.invoke_async("tasks.fail"), timeout=10)
+    assert caught.value.code == "service_error"
+    with pytest.raises(GatewayTimeout):
+        client.result(client.invoke_async("tasks.slow", {"seconds": 5}, expiration=0.2), timeout=10)
+
+
+def test_client_result_times_out_while_the_task_goes_on(client):
+    from broker.client import Timeout
+    task_id = client.invoke_async("tasks.slow", {"seconds": 1.0})
+    with pytest.raises(Timeout, match=task_id):
+        client.result(task_id, timeout=0.1)
+    assert client.result(task_id, timeout=10) == {"slept": 1.0, "tag": None}
+
+
+def test_client_status_of_an_unknown_task_is_not_found(client):
+    from broker.client import NotFound
+    with pytest.raises(NotFound):
+        client.status("0" * 32)
+
+
+def test_zato_any_service_invoker_invoke_async_data_is_the_task_id(broker, client):
+    """The call Zato's AnyServiceInvoker makes (is_async, base64 payload): .data is the task id."""
+    from broker.client import AnyServiceInvoker
+    invoker = AnyServiceInvoker(f"http://127.0.0.1:{broker.port}", "/zato/admin/invoke",
+                                ("admin", broker.admin_password))
+    response = invoker.invoke_async("demo.echo", {"text": "zato", "repeat": 3})
+    assert response.ok and response.status == 202
+    assert client.result(response.data, timeout=10) == {"text": "zatozatozato"}
