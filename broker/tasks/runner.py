@@ -78,6 +78,8 @@ class Tasks(Service):
         self._waiters = {}     # task id -> [Deferred] waiting for its final record
         self._writes = {}      # task id -> the last write, so writes land in order
         self._beat = None
+        self._cancelled = set()
+        self._expired = set()
         self.counters = {"submitted": 0, "done": 0, "failed": 0, "timed_out": 0, "cancelled": 0,
                          "refused_busy": 0, "lost_reported": 0, "published": 0, "publish_errors": 0,
                          "callbacks": 0, "callback_errors": 0, "store_errors": 0}
@@ -187,8 +189,16 @@ class Tasks(Service):
         d = self.invoker.invoke_internal(record["service"], data, parent=parent,
                                          channel=ASYNC_CHANNEL)
         self._running[task_id] = d
-        d.addTimeout(expiration, self.reactor)
+        if not d.called:
+            expiry = self.reactor.callLater(expiration, self._expire, task_id)
+            d.addBoth(_passing(expiry.cancel))
         d.addCallbacks(self._done, self._failed, (record,), None, (record,))
+
+    def _expire(self, task_id):
+        d = self._running.get(task_id)
+        if d is not None:
+            self._expired.add(task_id)
+            d.cancel()
 
     def _done(self, output, record):
         record["status"] = "done"
@@ -197,10 +207,12 @@ class Tasks(Service):
         self._finish(record)
 
     def _failed(self, failure, record):
-        if failure.check(defer.TimeoutError):
+        if record["id"] in self._expired:
+            self._expired.discard(record["id"])
             self.counters["timed_out"] += 1
             error = Timeout(f"The task did not finish within {record['expiration']:g}s")
-        elif failure.check(defer.CancelledError):
+        elif record["id"] in self._cancelled or failure.check(defer.CancelledError):
+            self._cancelled.discard(record["id"])
             self.counters["cancelled"] += 1
             error = Cancelled()
         elif failure.check(BrokerError):
@@ -304,6 +316,7 @@ class Tasks(Service):
             self.counters["cancelled"] += 1
             self.store.get(task_id).addCallback(self._cancel_pending, record)
             return True
+        self._cancelled.add(task_id)   # the invoker reports a cancelled service as a timeout
         d.cancel()
         return True
 
@@ -317,6 +330,14 @@ class Tasks(Service):
 
     def metrics(self):
         return {**self.counters, "running": len(self._running), **self.store.counters}
+
+
+def _passing(fn):
+    """A callback calling ``fn()`` and passing its result on."""
+    def call(result):
+        fn()
+        return result
+    return call
 
 
 def error_of(error):
