@@ -79,10 +79,11 @@ class Tasks(Service):
         self._writes = {}      # task id -> the last write, so writes land in order
         self._beat = None
         self._cancelled = set()
+        self.pattern_tasks = {}   # pattern id -> ids of its targets' tasks not yet finished
         self._expired = set()
         self.counters = {"submitted": 0, "done": 0, "failed": 0, "timed_out": 0, "cancelled": 0,
                          "refused_busy": 0, "lost_reported": 0, "published": 0, "publish_errors": 0,
-                         "callbacks": 0, "callback_errors": 0, "store_errors": 0}
+                         "callbacks": 0, "callback_errors": 0, "store_errors": 0, "retries": 0}
 
     # -- life cycle -------------------------------------------------------------
 
@@ -327,6 +328,11 @@ class Tasks(Service):
         stored["error"] = error_of(Cancelled())
         self.counters["failed"] += 1
         self._finish(stored)
+
+    def patterns(self, request):
+        """``self.patterns`` of a service invoked for ``request``."""
+        from broker.tasks.patterns import Patterns
+        return Patterns(self, request)
 
     def metrics(self):
         return {**self.counters, "running": len(self._running), **self.store.counters}

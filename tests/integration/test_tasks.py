@@ -121,7 +121,7 @@ def test_callback_service_gets_the_result(broker):
     poll(broker, location)
     found = wait_for(lambda: post(broker, "/broker/invoke", {"service": "tasks.recorded", "data": {
         "key": task_id}}, basic(broker))[2]["found"], "the callback")
-    assert found["task_id"] == task_id and found["status"] == "done"
+    assert len(found) == 1 and found[0]["task_id"] == task_id and found[0]["status"] == "done"
 
 
 def test_invoke_async_inside_a_service(broker):
@@ -270,3 +270,79 @@ def test_zato_any_service_invoker_invoke_async_data_is_the_task_id(broker, clien
     response = invoker.invoke_async("demo.echo", {"text": "zato", "repeat": 3})
     assert response.ok and response.status == 202
     assert client.result(response.data, timeout=10) == {"text": "zatozatozato"}
+
+
+# -- patterns ------------------------------------------------------------------------------
+
+def recorded(broker, key, count):
+    def look():
+        found = post(broker, "/broker/invoke", {"service": "tasks.recorded", "data": {"key": key}},
+                     basic(broker))[2]["found"] or []
+        return found if len(found) >= count else None
+    return wait_for(look, f"{count} callbacks of {key}")
+
+
+TARGETS = [["demo.echo", {"text": "ok"}], ["tasks.fail", {}], ["tasks.slow", {"seconds": 5}],
+           ["tasks.slow", {"seconds": 0.05, "tag": "quick"}]]
+
+
+def run_pattern(broker, **data):
+    status, _, body = post(broker, "/broker/invoke", {"service": "tasks.pattern", "data": data},
+                           basic(broker))
+    assert status == 200, body
+    return body
+
+
+def test_fan_out_one_callback_with_every_result_despite_a_failure_and_a_timeout(broker):
+    pattern_id = run_pattern(broker, pattern="fan_out", targets=TARGETS, callback="tasks.recorder",
+                             timeout=0.5)["pattern_id"]
+    final, = recorded(broker, pattern_id, 1)
+    results = final["results"]
+    assert [r["target"] for r in results] == ["demo.echo", "tasks.fail", "tasks.slow", "tasks.slow"]
+    assert results[0]["status"] == "done" and results[0]["data"] == {"text": "ok"}
+    assert results[1]["status"] == "failed" and results[1]["error"]["code"] == "service_error"
+    assert results[2]["status"] == "failed" and results[2]["error"]["code"] == "timeout"
+    assert results[3]["status"] == "done" and results[3]["data"]["tag"] == "quick"
+
+
+def test_parallel_one_callback_per_target_despite_a_failure_and_a_timeout(broker):
+    pattern_id = run_pattern(broker, pattern="parallel", targets=TARGETS, callback="tasks.recorder",
+                             timeout=0.5)["pattern_id"]
+    results = recorded(broker, pattern_id, 4)
+    by = {(r["target"], r["status"], (r.get("error") or {}).get("code")) for r in results}
+    assert by == {("demo.echo", "done", None), ("tasks.fail", "failed", "service_error"),
+                  ("tasks.slow", "failed", "timeout"), ("tasks.slow", "done", None)}
+
+
+def test_fan_out_cancelled_still_calls_back_with_what_finished(broker):
+    pattern_id = run_pattern(broker, pattern="fan_out_cancel", callback="tasks.recorder",
+                             targets=[["tasks.slow", {"seconds": 5}], ["tasks.slow", {"seconds": 6}]],
+                             timeout=30)["pattern_id"]
+    final, = recorded(broker, pattern_id, 1)
+    assert [r["error"]["code"] for r in final["results"]] == ["cancelled", "cancelled"]
+
+
+def test_invoke_retry_succeeds_after_failures(broker):
+    body = run_pattern(broker, pattern="invoke_retry", service="tasks.flaky",
+                       data={"key": "r1", "fail_times": 2}, attempts=3)
+    assert body["result"] == {"calls": 3}
+
+
+def test_invoke_retry_gives_up_with_the_typed_error(broker):
+    status, _, body = post(broker, "/broker/invoke", {"service": "tasks.pattern", "data": {
+        "pattern": "invoke_retry", "service": "tasks.flaky", "data": {"key": "r2", "fail_times": 5},
+        "attempts": 2}}, basic(broker))
+    assert status == 500 and body["code"] == "service_error"
+
+
+def test_invoke_retry_attempts_time_out(broker):
+    status, _, body = post(broker, "/broker/invoke", {"service": "tasks.pattern", "data": {
+        "pattern": "invoke_retry", "service": "tasks.slow", "data": {"seconds": 5},
+        "attempts": 2, "timeout": 0.2}}, basic(broker))
+    assert status == 504 and body["code"] == "timeout"
+
+
+def test_patterns_refuse_bad_targets_naming_the_field(broker):
+    status, _, body = post(broker, "/broker/invoke", {"service": "tasks.pattern", "data": {
+        "pattern": "fan_out", "targets": {}, "callback": "tasks.recorder"}}, basic(broker))
+    assert status == 400 and body["errors"][0]["field"] == "targets"

@@ -57,17 +57,17 @@ class Flaky(Service):
 
 
 class Recorder(Service):
-    """A callback: keeps what it is given under its ``task_id`` (or ``key``)."""
+    """A callback: keeps what it is given under its ``pattern_id`` (or ``task_id``)."""
 
     name = "tasks.recorder"
 
     def handle(self):
         data = self.request.input
-        RECORDED[data.get("task_id") or data.get("key") or "?"] = data
+        RECORDED.setdefault(data.get("pattern_id") or data.get("task_id") or "?", []).append(data)
 
 
 class Recorded(Service):
-    """``{"key": k}`` → what tasks.recorder kept under k, or null."""
+    """``{"key": k}`` → what tasks.recorder kept under k (a list), or null."""
 
     name = "tasks.recorded"
 
