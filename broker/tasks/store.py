@@ -51,6 +51,9 @@ class MemoryTaskStore:
     :param clock: what ``seconds()`` is read from (the reactor; a fake one in tests).
     """
 
+    #: each put is done when it returns (so writes of one task never cross)
+    writes_at_once = True
+
     def __init__(self, clock, max_tasks=100_000):
         self.clock = clock
         self.max_tasks = max_tasks
