@@ -123,5 +123,8 @@ def owner_of(request):
     """Who a task a request makes belongs to: ``<security definition>:<caller>`` of the
     channel it came through (``anonymous:`` for open channels); a task's status and
     topic answer that owner only."""
-    security = request.channel.security
-    return f"{security.name if security is not None else 'anonymous'}:{request.caller or ''}"
+    channel = request.channel
+    security = channel.security
+    if security is not None:
+        return f"{security.name}:{request.caller or ''}"
+    return f"{channel.extra.get('owner_security', 'anonymous')}:{request.caller or ''}"

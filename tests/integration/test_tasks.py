@@ -346,3 +346,20 @@ def test_patterns_refuse_bad_targets_naming_the_field(broker):
     status, _, body = post(broker, "/broker/invoke", {"service": "tasks.pattern", "data": {
         "pattern": "fan_out", "targets": {}, "callback": "tasks.recorder"}}, basic(broker))
     assert status == 400 and body["errors"][0]["field"] == "targets"
+
+
+def test_a_task_started_over_websocket_invoke_is_pushed_to_that_connection(broker):
+    """A browser holding only an API key: invoke the dispatcher with async over /ws, get the
+    result pushed on the same connection; the status answers that key only."""
+    apps = {"X-API-Key": broker.api_key}
+    with ws(broker, apps) as client:
+        assert client.request("subscribe", topic="broker.tasks.*")["op"] == "ok"
+        reply = client.request("invoke", service="broker.service.invoke", data={
+            "service": "demo.echo", "data": {"text": "ws"}, "async": True})
+        assert reply["op"] == "ok", reply
+        task_id = reply["data"]["task_id"]
+        message, = client.messages(1)
+    assert message["data"]["task_id"] == task_id and message["data"]["data"] == {"text": "ws"}
+    status, view = get(broker, f"/broker/tasks/{task_id}", apps)
+    assert status == 200 and view["status"] == "done"
+    assert get(broker, f"/broker/tasks/{task_id}", basic(broker))[0] == 401
