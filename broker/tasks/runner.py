@@ -195,7 +195,7 @@ class Tasks(Service):
         self._running[task_id] = d
         if not d.called:
             expiry = self.reactor.callLater(expiration, self._expire, task_id)
-            d.addBoth(_passing(expiry.cancel))
+            d.addBoth(_passing(lambda: expiry.cancel() if expiry.active() else None))
         d.addCallbacks(self._done, self._failed, (record,), None, (record,))
 
     def _expire(self, task_id):
