@@ -15,6 +15,7 @@ connection or outgoing type is one package plus one line.
 """
 
 from broker import amqp, cache, fixtures, loopback, redis, scheduler, tasks, zmq
+from broker.admin.jobs import JOBS
 from broker.admin.routes import ADMIN
 from broker.amqp.service import PublishService
 from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType
@@ -63,6 +64,7 @@ FEATURES = {
     "tasks": tasks.FEATURE,
     "tasks.status": http_tasks.STATUS,
     "admin": ADMIN,
+    "admin.jobs": JOBS,
 }
 
 BUILTIN_SERVICES = (*DISPATCHERS, PublishService)
