@@ -189,3 +189,19 @@ class ServiceTimeouts(SynchronousTestCase):
         clock.advance(0)
         owner, view = status(tasks, task_id)
         self.assertEqual((owner, view["data"]), ("apps:key-1", {"echo": {"n": 1}}))
+
+
+class NodeWiring(SynchronousTestCase):
+    def test_a_node_has_tasks_their_status_route_and_no_history_for_their_topics(self):
+        from pathlib import Path
+
+        from broker.node import build_node
+        config = Path(__file__).parents[1] / "integration" / "configs" / "tasks.yaml"
+        node = build_node(str(config), reactor=task.Clock())
+        self.assertIsInstance(node.resources.tasks, Tasks)
+        self.assertIn("/broker/tasks/{task_id}", [r.path for r in node.router.routes])
+        hub = node.resources.pubsub
+        self.assertEqual(hub.policy("broker.tasks.0123").history, 0)
+        self.assertGreater(hub.policy("demo.x").history, 0)
+        self.assertEqual(node.store.get("tasks.slow").timeout, 10.0)   # services.timeouts
+        self.assertEqual(node.store.get("tasks.bounded").timeout, 0.2)  # the class's own
