@@ -57,6 +57,7 @@ class PubSubProtocol(WebSocketServerProtocol):
 
     grant = caller = None
     session = None
+    _sent_in_turn = -1      # the factory's turn of this connection's last direct write
     _write_deadline = None  # a DelayedCall while the transport holds us paused
 
     # -- handshake -------------------------------------------------------------
@@ -157,7 +158,14 @@ class PubSubProtocol(WebSocketServerProtocol):
         if prepared is None:
             prepared = message.prepared = self.factory.prepareMessage(message.frame)
         if self.state == _OPEN and self._perMessageCompress is None:
-            write_now(self.transport, prepared.payloadHybi)   # the frame made once for everyone
+            factory = self.factory
+            if self._sent_in_turn == factory.turn:
+                # a burst to this connection (tasks' results): Twisted sends the rest of this
+                # reactor turn's frames together, in one write
+                self.transport.write(prepared.payloadHybi)
+            else:
+                write_now(self.transport, prepared.payloadHybi)   # the frame made once for everyone
+                self._sent_in_turn = factory.this_turn()
         else:
             self.sendPreparedMessage(prepared)
 
@@ -371,6 +379,19 @@ class PubSubFactory(WebSocketServerFactory):
             trustXForwardedFor=options.trust_x_forwarded_for,
             tcpNoDelay=True,
         )
+
+    turn = 0
+    _turn_call = None
+
+    def this_turn(self):
+        """The reactor turn now (counted up once the turn is over: one timer per turn)."""
+        if self._turn_call is None:
+            self._turn_call = self.reactor.callLater(0, self._next_turn)
+        return self.turn
+
+    def _next_turn(self):
+        self._turn_call = None
+        self.turn += 1
 
     def origin_allowed(self, origin, host):
         """No Origin (not a browser) or the same origin are allowed; others if listed."""

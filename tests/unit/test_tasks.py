@@ -205,3 +205,28 @@ class NodeWiring(SynchronousTestCase):
         self.assertGreater(hub.policy("demo.x").history, 0)
         self.assertEqual(node.store.get("tasks.slow").timeout, 10.0)   # services.timeouts
         self.assertEqual(node.store.get("tasks.bounded").timeout, 0.2)  # the class's own
+
+
+class OwnedTopics(SynchronousTestCase):
+    def test_a_tasks_result_reaches_only_its_owners_sessions_and_is_not_cached(self):
+        from broker.pubsub.hub import Hub
+        from broker.pubsub.stores import MemoryStore
+
+        class Sink:
+            def __init__(self, owner):
+                self.owner, self.got = owner, []
+
+            def deliver(self, message):
+                self.got.append(message.topic)
+
+        clock = task.Clock()
+        hub = Hub(MemoryStore(clock), reactor=clock)
+        mine, other = Sink("admin:alice"), Sink("apps:key")
+        for sink in (mine, other):
+            hub.add(sink, "#")
+        hub.publish("broker.tasks.abc", {"status": "done"}, publisher="admin:alice")
+        hub.publish("demo.x", {"n": 1}, publisher="admin")
+        self.assertEqual(mine.got, ["broker.tasks.abc", "demo.x"])
+        self.assertEqual(other.got, ["demo.x"])
+        self.assertNotIn("broker.tasks.abc", hub._targets)
+        self.assertNotIn("broker.tasks.abc", hub._good_topics)
