@@ -117,9 +117,15 @@ class Service:
         caller as this invocation's, pushed to the topic ``broker.tasks.<id>`` and, when
         ``callback`` names a service, given to it.
 
+        :param callback: a service given the final record; by default, as in Zato, a
+            service named ``<this service's name>-async-callback`` when one is deployed.
         :param expiration: seconds the task may take (default ``tasks.expiration``).
         :raise broker.errors.BrokerError: unknown service (404), too many tasks (503).
         """
+        if callback is None and self._invoker is not None:
+            implicit = f"{self._service_name()}-async-callback"
+            if implicit in self._invoker.store:
+                callback = implicit
         task_id, stored = self._tasks().submit(name, data, owner=owner_of(self.request),
                                                parent=self.request, callback=callback,
                                                expiration=expiration)
@@ -127,6 +133,10 @@ class Service:
             "task {task_id} of {service} not started: {error}", task_id=task_id, service=name,
             error=failure.getErrorMessage()))
         return task_id
+
+    def _service_name(self):
+        """This service's deployed name."""
+        return self.name or derive_name(type(self))
 
     @property
     def patterns(self):

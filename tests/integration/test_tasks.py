@@ -130,6 +130,8 @@ def test_invoke_async_inside_a_service(broker):
     assert status == 200
     view = poll(broker, f"/broker/tasks/{body['task_id']}")
     assert view["data"] == {"slept": 0.1, "tag": "inner"}
+    found, = recorded(broker, body["task_id"], 1)   # Zato's implicit <service>-async-callback
+    assert found["implicit"] and found["status"] == "done"
 
 
 def test_zato_is_async_answers_202_with_the_task_id(broker):

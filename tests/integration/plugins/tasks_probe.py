@@ -87,6 +87,16 @@ class Starter(Service):
         self.response.payload = {"task_id": task_id}
 
 
+class StarterCallback(Service):
+    """Zato's implicit callback of tasks.starter: ``<name>-async-callback``."""
+
+    name = "tasks.starter-async-callback"
+
+    def handle(self):
+        data = self.request.input
+        RECORDED.setdefault(data["task_id"], []).append({**data, "implicit": True})
+
+
 class Pattern(Service):
     """Runs one of self.patterns: ``{"pattern": "fan_out"|"parallel", "targets": {...},
     "callback": name, "timeout": s}`` → the pattern's id; ``invoke_retry`` → its result."""
