@@ -110,17 +110,28 @@ class Invoker:
         return defer.succeed(result.payload)
 
     def _within(self, d, timeout, name):
-        """``d``, failing with :class:`Timeout` (counted) after ``timeout`` seconds."""
+        """``d``, cancelled and failing with :class:`Timeout` after ``timeout`` seconds (the
+        cancelled call is counted and logged where it ran)."""
         if d.called:
             return d
+        expired = []
 
-        def timed_out(failure):
-            failure.trap(defer.TimeoutError)
-            self.counters["timeouts"] += 1
-            log.warn("call of {service} timed out after {timeout}s", service=name, timeout=timeout)
-            raise Timeout(f"Service {name} did not answer within {timeout:g}s")
+        def expire():
+            expired.append(True)
+            d.cancel()
 
-        return d.addTimeout(timeout, self._reactor).addErrback(timed_out)
+        call = self._reactor.callLater(timeout, expire)
+
+        def settle(result):
+            if call.active():
+                call.cancel()
+            if expired and isinstance(result, Failure):
+                log.warn("call of {service} did not answer within {timeout}s", service=name,
+                         timeout=timeout)
+                return Failure(Timeout(f"Service {name} did not answer within {timeout:g}s"))
+            return result
+
+        return d.addBoth(settle)
 
     # -- the pipeline ---------------------------------------------------------
 

@@ -30,8 +30,8 @@ from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
 from broker.pubsub.session import Session
-from broker.websocket.tasks import owned_subscribe
 from broker.pubsub.topics import OWNED_PREFIX, TopicError, check_pattern, check_topic
+from broker.websocket.tasks import owned_subscribe
 
 __all__ = ["PubSubFactory", "PubSubProtocol"]
 

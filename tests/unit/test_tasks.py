@@ -164,7 +164,7 @@ class ServiceTimeouts(SynchronousTestCase):
         tasks, _ = node(clock)
         d = tasks.invoker.invoke_internal("t.wait", {"key": "f"}, timeout=0.5)
         clock.advance(0.5)
-        self.failureResultOf(d, Timeout)
+        self.assertIn("did not answer within 0.5s", self.failureResultOf(d, Timeout).value.message)
         self.assertEqual(tasks.invoker.counters["timeouts"], 1)
 
     def test_invoke_async_from_a_service_is_owned_by_its_caller(self):
