@@ -202,7 +202,7 @@ class Component(MultiService):
 
 
 #: What a lent attribute of Resources goes back to when its component is detached.
-_EMPTY = {"cache": None, "caches": {}, "pubsub": None, "rbac": None}
+_EMPTY = {"cache": None, "caches": {}, "pubsub": None, "rbac": None, "tasks": None}
 
 
 class BuildContext:

@@ -84,6 +84,8 @@ class Resources:
     :ivar pubsub: the topic publisher (set by the pub/sub feature), or None;
         it has ``publish(topic, data, publisher=None) -> Deferred(msg_id)``.
     :ivar rbac: the RBAC :class:`~broker.security.roles.Policy` (lent by ``auth:``), or None.
+    :ivar tasks: the task runner (set by the tasks feature), or None: ``submit(...)``,
+        ``status(task_id)``, ``wait(task_id)``, ``cancel(task_id)``, ``patterns(request)``.
     :ivar health: ``{name: callable() -> dict}``; each dict has ``"ok": bool``.
     :ivar metrics: ``{name: callable() -> dict of counters}``.
     """
@@ -94,6 +96,7 @@ class Resources:
         self.caches = {}
         self.pubsub = None
         self.rbac = None
+        self.tasks = None
         self.health = {}
         self.metrics = {}
 

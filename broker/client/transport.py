@@ -76,12 +76,20 @@ class Transport:
         sent = self.headers if not headers else {**self.headers, **headers}
         if "Content-Type" not in sent:
             sent = {**sent, "Content-Type": "application/json"}
+        return self._send("POST", path, body, sent, timeout)
+
+    def get(self, path, headers=None, timeout=None):
+        """GET ``path`` → ``(status, headers, content)``; raises as :meth:`post` does."""
+        sent = self.headers if not headers else {**self.headers, **headers}
+        return self._send("GET", path, None, sent, timeout)
+
+    def _send(self, method, path, body, sent, timeout):
         read = self.timeout if timeout is None else timeout
         self.counters["requests"] += 1
         url = self.address + path
         try:
             answer = self.pool.request(
-                "POST", url, body=body, headers=sent, retries=self.retry, redirect=False,
+                method, url, body=body, headers=sent, retries=self.retry, redirect=False,
                 preload_content=False, timeout=urllib3.Timeout(connect=self.connect_timeout, read=read))
         except MaxRetryError as error:
             return self._failed(error.reason or error, url)

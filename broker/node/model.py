@@ -8,7 +8,7 @@ another is checked when the node is assembled (:mod:`broker.node.assembly`).
 from collections.abc import Mapping
 
 from broker.config.loader import load_yaml
-from broker.config.schema import (Bool, Choice, Duration, Endpoint, Field, Int, ListOf, Name, Path,
+from broker.config.schema import (Bool, Choice, Duration, Endpoint, Field, Int, ListOf, MapOf, Name, Path,
                                   Schema, Size, Str, Tagged, config_error)
 from broker.jsonfast import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
 from broker.node.registry import (CHANNEL_TYPES, CONNECTION_TYPES, FEATURES, OUTGOING_TYPES,
@@ -37,6 +37,9 @@ HTTP = Schema("http", {
 
 SERVICES = Schema("services", {
     "paths": Field(ListOf(Path()), default=[]),
+    "timeouts": Field(MapOf(Duration(min=0.001, max=86400)), default={},
+                      doc="service name → how long its handle() may wait (over its class's "
+                          "timeout and limits.service_timeout)"),
 })
 
 SIMPLEIO = Schema("simpleio", {

@@ -14,7 +14,7 @@ connection or outgoing type is one package plus one line.
 * :data:`BUILTIN_SERVICES` — services every node has.
 """
 
-from broker import amqp, auth, cache, fixtures, loopback, redis, scheduler, zmq
+from broker import amqp, auth, cache, fixtures, loopback, redis, scheduler, tasks, zmq
 from broker.admin.dashboard import DASHBOARD
 from broker.admin.jobs import JOBS
 from broker.admin.logs import LOGGING
@@ -23,7 +23,7 @@ from broker.admin.prometheus import METRICS
 from broker.admin.routes import ADMIN
 from broker.amqp.service import PublishService
 from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType, Needs
-from broker.http import channel as http_channel, outgoing as http_outgoing
+from broker.http import channel as http_channel, outgoing as http_outgoing, tasks as http_tasks
 from broker.node.assembly import Registry
 from broker.pubsub import feature as pubsub
 from broker.security.registry import DEFINITION_TYPES
@@ -66,6 +66,8 @@ FEATURES = {
     "scheduler": scheduler.FEATURE,
     "pubsub": pubsub.FEATURE,
     "pubsub.fronts": FRONTS,
+    "tasks": tasks.FEATURE,
+    "tasks.status": http_tasks.STATUS,
     "admin": ADMIN,
     "admin.jobs": JOBS,
     "admin.dashboard": DASHBOARD,

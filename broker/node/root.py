@@ -190,7 +190,7 @@ def build_node(path, listen=None, reactor=None):
     limits = config.limits
     set_max_depth(limits.max_json_depth)
 
-    store = ServiceStore(config.simpleio.undeclared_input)
+    store = ServiceStore(config.simpleio.undeclared_input, config.services.timeouts)
     for cls in BUILTIN_SERVICES:
         store.add(cls, source="broker")
     try:

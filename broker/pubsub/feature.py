@@ -13,7 +13,7 @@ from broker.config.schema import (Bool, Choice, Duration, Field, Int, ListOf, Ma
                                   Str, config_error)
 from broker.pubsub.access import ANONYMOUS, Access, Grant
 from broker.pubsub.hub import Hub, TopicPolicy
-from broker.pubsub.topics import TopicError, check_pattern
+from broker.pubsub.topics import OWNED_PREFIX, TopicError, check_pattern
 
 __all__ = ["FEATURE", "PUBSUB", "PubSubService", "build_pubsub"]
 
@@ -142,6 +142,9 @@ def build_pubsub(section, ctx):
 
     policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
                             t.overflow or section.overflow) for t in section.topics]
+    # tasks' results (broker.tasks.<id>, read once by their owner): no history unless the
+    # config says otherwise, so they never push other topics' history out
+    policies.append(TopicPolicy(OWNED_PREFIX + "#", 0, section.overflow))
     policies.append(TopicPolicy("#", section.history, section.overflow))
     if section.redis:
         connection = ctx.connection(section, "redis", "redis")

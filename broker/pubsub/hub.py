@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from broker.pubsub.message import encode_data
-from broker.pubsub.topics import TopicError, check_topic, matches
+from broker.pubsub.topics import OWNED_PREFIX, TopicError, check_topic, matches
 
 __all__ = ["Hub", "TopicPolicy", "PublishError"]
 
@@ -93,9 +93,10 @@ class Hub:
             except TopicError as error:
                 self.counters["publish_errors"] += 1
                 raise PublishError("topic", str(error)) from None
-            if len(self._good_topics) >= _CACHE_SIZE:
-                self._good_topics.clear()
-            self._good_topics.add(topic)
+            if not topic.startswith(OWNED_PREFIX):   # a task's topic is used once: not cached
+                if len(self._good_topics) >= _CACHE_SIZE:
+                    self._good_topics.clear()
+                self._good_topics.add(topic)
         if len(data_json) > self.max_message_size // 4 \
                 and len(data_json.encode()) > self.max_message_size:
             self.counters["publish_errors"] += 1
@@ -112,6 +113,8 @@ class Hub:
         found = self._policy_of.get(topic)
         if found is None:
             found = next(p for p in self.policies if matches(p.pattern, topic))
+            if topic.startswith(OWNED_PREFIX):
+                return found
             if len(self._policy_of) >= _CACHE_SIZE:
                 self._policy_of.clear()
             self._policy_of[topic] = found
@@ -156,9 +159,13 @@ class Hub:
                 if matches(pattern, topic):
                     found.update(sessions)
             targets = tuple(found)
-            if len(self._targets) >= _CACHE_SIZE:
-                self._targets.clear()
-            self._targets[topic] = targets
+            if topic.startswith(OWNED_PREFIX):  # a task's result: its owner's sessions only,
+                publisher = message.publisher   # and its topic not cached (used once)
+                targets = [s for s in targets if getattr(s, "owner", None) == publisher]
+            else:
+                if len(self._targets) >= _CACHE_SIZE:
+                    self._targets.clear()
+                self._targets[topic] = targets
         for session in targets:
             try:
                 session.deliver(message)

@@ -35,6 +35,10 @@ class Session:
     :param max_subscriptions: patterns one session may subscribe to.
     """
 
+    #: who the connection's caller is (``<definition>:<caller>``): owned topics' messages
+    #: (:data:`~broker.pubsub.topics.OWNED_PREFIX`) reach only their owner's sessions.
+    owner = None
+
     def __init__(self, hub, sink, queue_size=256, max_subscriptions=100):
         self.hub = hub
         self.sink = sink

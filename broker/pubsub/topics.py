@@ -8,10 +8,13 @@ exactly one word and ``#`` for zero or more words (``rates.EUR.*``,
 import re
 from functools import lru_cache
 
-__all__ = ["TopicError", "check_topic", "check_pattern", "matches", "PatternSet"]
+__all__ = ["OWNED_PREFIX", "TopicError", "check_topic", "check_pattern", "matches", "PatternSet"]
 
 _WORD = re.compile(r"^[A-Za-z0-9_\-:]+$")
 MAX_TOPIC_LENGTH = 255
+#: Topics under it are owned (a task's ``broker.tasks.<id>``): a message there reaches only
+#: sessions whose ``owner`` is its publisher, whatever pattern they subscribed with.
+OWNED_PREFIX = "broker.tasks."
 
 
 class TopicError(ValueError):

@@ -11,7 +11,7 @@ import re
 
 from twisted.logger import Logger
 
-from broker.services.context import Request, Response
+from broker.services.context import Request, Response, owner_of
 
 __all__ = ["Service", "derive_name"]
 
@@ -31,12 +31,15 @@ class Service:
 
     :cvar name: the service's name; derived from module and class when None.
     :cvar SimpleIO: an inner class declaring input and output (optional).
+    :cvar timeout: seconds ``handle()`` may take when it waits (None: ``limits.service_timeout``;
+        ``services.timeouts`` in the config overrides both).
 
     Per-call attributes bound by the invoker: ``request``, ``response``,
     ``cid``, ``channel``, ``logger``.
     """
 
     name = None
+    timeout = None
     logger = Logger(namespace="broker.service")
 
     _resources = None
@@ -95,15 +98,57 @@ class Service:
         """Do the work; override in every service."""
         raise NotImplementedError(f"{type(self).__name__}.handle() is not implemented")
 
-    def invoke(self, name, data=None):
+    def invoke(self, name, data=None, timeout=None):
         """Invoke another service in-process with ``data`` as its input.
+
+        :param timeout: seconds this call may take; over it: :class:`~broker.errors.Timeout`.
 
         :return: a Deferred firing with the other service's output payload;
             its errors (validation, service errors) propagate as exceptions.
         """
         if self._invoker is None:
             raise RuntimeError("this service was built without an invoker")
-        return self._invoker.invoke_internal(name, data, parent=self.request)
+        return self._invoker.invoke_internal(name, data, parent=self.request, timeout=timeout)
+
+    def invoke_async(self, name, data=None, *, callback=None, expiration=None):
+        """Start ``name`` with ``data`` in the background and return its task id at once.
+
+        The task's status and result are read at ``GET /broker/tasks/{id}`` by the same
+        caller as this invocation's, pushed to the topic ``broker.tasks.<id>`` and, when
+        ``callback`` names a service, given to it.
+
+        :param callback: a service given the final record; by default, as in Zato, a
+            service named ``<this service's name>-async-callback`` when one is deployed.
+        :param expiration: seconds the task may take (default ``tasks.expiration``).
+        :raise broker.errors.BrokerError: unknown service (404), too many tasks (503).
+        """
+        if callback is None and self._invoker is not None:
+            implicit = f"{self._service_name()}-async-callback"
+            if implicit in self._invoker.store:
+                callback = implicit
+        task_id, stored = self._tasks().submit(name, data, owner=owner_of(self.request),
+                                               parent=self.request, callback=callback,
+                                               expiration=expiration)
+        stored.addErrback(lambda failure: self.logger.warn(
+            "task {task_id} of {service} not started: {error}", task_id=task_id, service=name,
+            error=failure.getErrorMessage()))
+        return task_id
+
+    def _service_name(self):
+        """This service's deployed name."""
+        return self.name or derive_name(type(self))
+
+    @property
+    def patterns(self):
+        """Fan-out, parallel and invoke-retry (:mod:`broker.tasks.patterns`)."""
+        return self._tasks().patterns(self.request)
+
+    def _tasks(self):
+        tasks = self._resources.tasks if self._resources is not None else None
+        if tasks is None:
+            from broker.errors import ServiceUnavailable
+            raise ServiceUnavailable("Asynchronous invocation is not enabled on this node (tasks)")
+        return tasks
 
     def run_in_thread(self, fn, *args, **kwargs):
         """Run blocking ``fn(*args, **kwargs)`` in the bounded thread pool.
@@ -116,3 +161,4 @@ class Service:
         if self._threads is None:
             raise RuntimeError("this service was built without a thread pool")
         return self._threads.run(fn, *args, **kwargs)
+

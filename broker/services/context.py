@@ -7,7 +7,7 @@ fills ``input`` from the SimpleIO declaration and hands the service a fresh
 
 from broker.simpleio.payload import Payload
 
-__all__ = ["ChannelInfo", "Payload", "Request", "Response"]
+__all__ = ["ChannelInfo", "Payload", "Request", "Response", "owner_of"]
 
 
 class ChannelInfo:
@@ -121,3 +121,14 @@ class Response:
         self.headers = {}
         self.content_type = None
         self.body = b""
+
+
+def owner_of(request):
+    """Who a task a request makes belongs to: ``<security definition>:<caller>`` of the
+    channel it came through (``anonymous:`` for open channels); a task's status and
+    topic answer that owner only."""
+    channel = request.channel
+    security = channel.security
+    if security is not None:
+        return f"{security.name}:{request.caller or ''}"
+    return f"{channel.extra.get('owner_security', 'anonymous')}:{request.caller or ''}"

@@ -92,12 +92,16 @@ class Invoker:
             request.payload = decode(channel.data_format, request.raw_request, request.content_type)
         return self._run(entry, request, encode)
 
-    def invoke_internal(self, name, data=None, parent=None, channel=INTERNAL):
+    def invoke_internal(self, name, data=None, parent=None, channel=INTERNAL, timeout=None):
         """Invoke ``name`` in-process with ``data`` as its input.
 
+        :param timeout: seconds this call may take (besides the service's own timeout);
+            over it the Deferred fails with :class:`~broker.errors.Timeout`.
         :return: a Deferred firing with the service's output payload (declared
             keys only), never encoded.
         """
+        if timeout:
+            return self._within(self.invoke_internal(name, data, parent, channel), timeout, name)
         depth = parent.depth + 1 if parent is not None else 0
         if depth > self.max_depth:
             return defer.fail(ServiceError(f"Invocation depth over {self.max_depth}"))
@@ -117,6 +121,30 @@ class Invoker:
         if isinstance(result, defer.Deferred):
             return result.addCallback(_payload_of)
         return defer.succeed(result.payload)
+
+    def _within(self, d, timeout, name):
+        """``d``, cancelled and failing with :class:`Timeout` after ``timeout`` seconds (the
+        cancelled call is counted and logged where it ran)."""
+        if d.called:
+            return d
+        expired = []
+
+        def expire():
+            expired.append(True)
+            d.cancel()
+
+        call = self._reactor.callLater(timeout, expire)
+
+        def settle(result):
+            if call.active():
+                call.cancel()
+            if expired and isinstance(result, Failure):
+                log.warn("call of {service} did not answer within {timeout}s", service=name,
+                         timeout=timeout)
+                return Failure(Timeout(f"Service {name} did not answer within {timeout:g}s"))
+            return result
+
+        return d.addBoth(settle)
 
     # -- the pipeline ---------------------------------------------------------
 
@@ -165,8 +193,9 @@ class Invoker:
             if result.called and not isinstance(result.result, (Failure, defer.Deferred)):
                 # an async handle() that never had to wait: answer now, no timer
                 return self._finish(entry, request, response, encode_output, started)
-            if self.timeout:
-                result.addTimeout(self.timeout, self._reactor)
+            timeout = entry.timeout if entry.timeout is not None else self.timeout
+            if timeout:
+                result.addTimeout(timeout, self._reactor)
             return result.addCallbacks(
                 lambda _: self._finish(entry, request, response, encode_output, started),
                 lambda failure: self._async_failed(entry, request, failure))
@@ -223,9 +252,10 @@ class Invoker:
         if failure.check(defer.TimeoutError, defer.CancelledError):
             self.counters["timeouts"] += 1
             entry.stats.timeouts += 1
+            timeout = entry.timeout if entry.timeout is not None else self.timeout
             log.warn("service {service} timed out after {timeout}s (cid {cid})",
-                     service=entry.name, timeout=self.timeout, cid=request.cid)
-            raise Timeout()
+                     service=entry.name, timeout=timeout, cid=request.cid)
+            raise Timeout(f"Service {entry.name} timed out after {timeout:g}s")
         if failure.check(BrokerError):
             failure.raiseException()
         raise self._service_failed(entry, request, failure.value, failure)

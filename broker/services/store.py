@@ -26,10 +26,12 @@ class ServiceLoadError(Exception):
 class ServiceEntry:
     """A deployed service: its class, name, compiled SimpleIO, logger and counters."""
 
-    __slots__ = ("name", "cls", "sio", "logger", "source", "new", "stats")
+    __slots__ = ("name", "cls", "sio", "logger", "source", "new", "stats", "timeout")
 
-    def __init__(self, name, cls, sio, source=None, stats=None):
+    def __init__(self, name, cls, sio, source=None, stats=None, timeout=None):
         self.name = name
+        #: seconds handle() may wait (None: the invoker's default): config, else the class's
+        self.timeout = timeout if timeout is not None else getattr(cls, "timeout", None)
         self.cls = cls
         # An instance the invoker fills in: skip Service.__init__'s defaults
         # unless the class has an __init__ of its own to run.
@@ -47,8 +49,9 @@ class ServiceStore:
         SimpleIO does not declare, ``"reject"`` or ``"drop"``.
     """
 
-    def __init__(self, undeclared_input="reject"):
+    def __init__(self, undeclared_input="reject", timeouts=None):
         self.undeclared_input = undeclared_input
+        self.timeouts = dict(timeouts or {})  # services.timeouts: name -> seconds
         self._entries = {}
         self.stats = {}  # name -> ServiceStats, kept across redeploys
         self.version = 0  # moves with every deploy and undeploy
@@ -82,7 +85,8 @@ class ServiceStore:
                 f"{existing.source or existing.cls.__module__}")
         sio = compile_simpleio(getattr(cls, "SimpleIO", None), name, self.undeclared_input)
         stats = self.stats.get(name) or self.stats.setdefault(name, ServiceStats())
-        entry = self._entries[name] = ServiceEntry(name, cls, sio, source, stats)
+        entry = self._entries[name] = ServiceEntry(name, cls, sio, source, stats,
+                                                   self.timeouts.get(name))
         self.version += 1
         return entry
 

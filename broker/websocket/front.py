@@ -31,6 +31,7 @@ def build_fronts(section, ctx):
         invocations = ctx.add_service(InvokeChannel(ctx))
         factory = PubSubFactory(hub, access, invocations, ws, ctx.reactor,
                                 ctx.config.limits.write_timeout)
+        factory.resources = ctx.resources   # resources.tasks: whose a task topic is
         ctx.add_upgrade(ws.path, factory.upgrade)
         ctx.metrics("websocket", factory.metrics)
         return factory

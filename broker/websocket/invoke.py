@@ -12,6 +12,7 @@ handshake identified.  The invoker encodes the answer (so
 from broker.channels import MessageChannel
 from broker.config.schema import Section
 from broker.errors import ServiceUnavailable
+from broker.services.context import ChannelInfo
 
 __all__ = ["InvokeChannel"]
 
@@ -39,11 +40,23 @@ class InvokeChannel(MessageChannel):
                                peer=protocol.peer)
         request.payload = data
         request.caller = protocol.caller
+        request.channel = self._info_of(protocol.grant.name)
         context = (protocol, request_id, service)
         if self.reading_paused:  # draining: the node is stopping
             self.failed(ServiceUnavailable("The node is stopping"), request, context)
         else:
             self.process(request, context, encode=True, service=service)
+
+    def _info_of(self, definition):
+        """The channel as services see it for callers of ``definition``: tasks they start are
+        owned by ``<definition>:<caller>``, as the ``/ws`` session subscribing to them."""
+        infos = self.__dict__.setdefault("_infos", {})
+        info = infos.get(definition)
+        if info is None:
+            base = self.info
+            info = infos[definition] = ChannelInfo(base.name, base.type, base.data_format, None,
+                                                   {**base.extra, "owner_security": definition})
+        return info
 
     def succeeded(self, response, request, context):
         protocol, request_id, service = context

@@ -30,8 +30,9 @@ from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
 from broker.pubsub.message import parse_msg_id
 from broker.pubsub.session import Session
-from broker.pubsub.topics import TopicError, check_pattern, check_topic
+from broker.pubsub.topics import OWNED_PREFIX, TopicError, check_pattern, check_topic
 from broker.security.ratelimit import Buckets, Limit
+from broker.websocket.tasks import owned_subscribe
 
 __all__ = ["PubSubFactory", "PubSubProtocol"]
 
@@ -57,6 +58,7 @@ class PubSubProtocol(WebSocketServerProtocol):
 
     grant = caller = None
     session = None
+    _sent_in_turn = -1      # the factory's turn of this connection's last direct write
     _write_deadline = None  # a DelayedCall while the transport holds us paused
 
     # -- handshake -------------------------------------------------------------
@@ -87,6 +89,7 @@ class PubSubProtocol(WebSocketServerProtocol):
         factory.counters["opened"] += 1
         self._pending = 0
         self.session = Session(factory.hub, self, factory.queue_size, factory.max_subscriptions)
+        self.session.owner = f"{self.grant.name}:{self.caller or ''}"
         self.transport.registerProducer(self, True)
 
     def onClose(self, wasClean, code, reason):
@@ -160,7 +163,14 @@ class PubSubProtocol(WebSocketServerProtocol):
         if prepared is None:
             prepared = message.prepared = self.factory.prepareMessage(message.frame)
         if self.state == _OPEN and self._perMessageCompress is None:
-            write_now(self.transport, prepared.payloadHybi)   # the frame made once for everyone
+            factory = self.factory
+            if self._sent_in_turn == factory.turn:
+                # a burst to this connection (tasks' results): Twisted sends the rest of this
+                # reactor turn's frames together, in one write
+                self.transport.write(prepared.payloadHybi)
+            else:
+                write_now(self.transport, prepared.payloadHybi)   # the frame made once for everyone
+                self._sent_in_turn = factory.this_turn()
         else:
             self.sendPreparedMessage(prepared)
 
@@ -240,6 +250,8 @@ class PubSubProtocol(WebSocketServerProtocol):
 
     def op_subscribe(self, frame):
         pattern = _pattern(frame)
+        if pattern.startswith(OWNED_PREFIX):
+            return owned_subscribe(self, pattern)
         if not self.grant.may_subscribe(pattern):
             self.factory.access.counters["denied"] += 1
             raise _Mistake("forbidden", f'not allowed to subscribe to "{pattern}"', "topic")
@@ -270,7 +282,7 @@ class PubSubProtocol(WebSocketServerProtocol):
             raise _Mistake("bad_topic", str(error), "topic") from None
         if "data" not in frame:
             raise _Mistake("bad_frame", "data is required", "data")
-        if not self.grant.may_publish(topic):
+        if not self.grant.may_publish(topic) or topic.startswith(OWNED_PREFIX):
             self.factory.access.counters["denied"] += 1
             raise _Mistake("forbidden", f'not allowed to publish to "{topic}"', "topic")
         d = self.factory.hub.publish(topic, frame["data"], publisher=self.grant.name)
@@ -399,6 +411,19 @@ class PubSubFactory(WebSocketServerFactory):
         protocol._error(None, "too_many_requests", "Too many frames: slow down",
                         retry_after=round(retry_after, 3))
         return False
+
+    turn = 0
+    _turn_call = None
+
+    def this_turn(self):
+        """The reactor turn now (counted up once the turn is over: one timer per turn)."""
+        if self._turn_call is None:
+            self._turn_call = self.reactor.callLater(0, self._next_turn)
+        return self.turn
+
+    def _next_turn(self):
+        self._turn_call = None
+        self.turn += 1
 
     def origin_allowed(self, origin, host):
         """No Origin (not a browser) or the same origin are allowed; others if listed."""

@@ -8,7 +8,7 @@ from broker.http.protocol import HTTPResponse
 from broker.http.router import RouteDoc
 from broker.jsonfast import JSONInputError, decode_json
 from broker.pubsub.hub import PublishError
-from broker.pubsub.topics import MAX_TOPIC_LENGTH, TopicError, check_topic
+from broker.pubsub.topics import MAX_TOPIC_LENGTH, OWNED_PREFIX, TopicError, check_topic
 from broker.simpleio import check_content_type, parse_query
 
 __all__ = ["HTTPPublisher", "live_page_routes", "publish_doc"]
@@ -38,7 +38,7 @@ class HTTPPublisher:
         try:
             query = parse_query(http_request.query) if http_request.query else {}
             grant = self.access.identify(http_request.headers, query, http_request.peer, cid)
-            if not grant.may_publish(topic):
+            if not grant.may_publish(topic) or topic.startswith(OWNED_PREFIX):
                 check_topic(topic)
                 self.access.counters["denied"] += 1
                 if grant is self.access.anonymous:

@@ -147,9 +147,9 @@ def test_a_read_timeout_is_not_retried():
         conn.close()
 
 
-def test_invoke_async_is_not_offered_yet(client):
-    with pytest.raises(NotImplementedError, match="asynchronous"):
-        client.invoke_async("customer.get2", {})
+def test_invoke_async_answers_a_task_id_whose_result_can_be_waited_for(client):
+    task_id = client.invoke_async("customer.get2", {"cust_id": "7"})
+    assert client.result(task_id, timeout=10) == {"cust_id": "7", "name": "Cust-7"}
 
 
 def test_publish(client):
@@ -198,9 +198,10 @@ def test_any_service_invoker_errors_are_not_raised(invoker):
         invoker.invoke()
 
 
-def test_any_service_invoker_async_answers_the_cid(invoker):
+def test_any_service_invoker_async_answers_the_task_id(invoker):
     response = invoker.invoke_async("customer.get2", {"cust_id": "1"})
-    assert response.ok and isinstance(response.data, str) and response.data == response.cid
+    assert response.ok and response.status == 202 and isinstance(response.data, str)
+    assert response.inner.headers["location"] == f"/broker/tasks/{response.data}"
 
 
 def test_json_client_direct_channel(broker):

@@ -281,13 +281,14 @@ def test_zato_wire_format(broker):
     assert json.loads(b64decode(answer["response"])) == {"cust_id": "123", "name": "Cust-123"}
 
 
-def test_zato_async_returns_cid(broker):
-    """``is_async`` answers at once with the CID as the response."""
+def test_zato_async_returns_the_task_id(broker):
+    """``is_async`` answers at once (202) with the task id as the response and a Location."""
     request = {"name": "demo.echo", "payload": b64encode(b'{"text": "a"}').decode(), "is_async": True}
     status, headers, body = broker.request("POST", "/zato/admin/invoke", json.dumps(request),
                                            _basic("admin", broker.admin_password))
-    assert status == 200
-    assert b64decode(_json(body)["response"]).decode() == headers["x-zato-cid"]
+    assert status == 202
+    task_id = b64decode(_json(body)["response"]).decode()
+    assert headers["location"] == f"/broker/tasks/{task_id}" and headers["x-zato-cid"]
 
 
 def test_zato_errors_have_zato_shape(broker):

@@ -177,7 +177,8 @@ def test_a_failed_async_zato_call_is_one_log_line_not_a_traceback(broker):
     request = {"name": "demo.echo", "is_async": True}  # no payload: demo.echo's text is missing
     status, headers, _ = broker.request("POST", "/zato/admin/invoke", json.dumps(request),
                                         _headers(broker, {"auth": ADMIN}))
-    assert status == 200
-    assert broker.wait_for_log(f"async invocation of demo.echo failed: 400 invalid_input: Invalid input: "
-                               f"text: is required (cid {headers['x-zato-cid']})")
+    assert status == 202
+    task_id = headers["location"].rpartition("/")[2]
+    assert broker.wait_for_log(f"task {task_id} of demo.echo failed: 400 invalid_input: Invalid input: "
+                               f"text: is required")
     assert "Traceback" not in "".join(broker.lines[since:])

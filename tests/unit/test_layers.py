@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2] / "broker"
 LAYERS = [
     ("foundation", {"errors", "ids", "jsonfast", "xmlsafe", "fastwrite", "config"}),
     ("core", {"services", "simpleio", "runtime", "security", "components", "channels"}),
-    ("features", {"redis", "cache", "pubsub", "scheduler"}),
+    ("features", {"redis", "cache", "pubsub", "scheduler", "tasks"}),
     ("transports", {"http", "websocket", "amqp", "zmq", "wsgi", "loopback"}),
     ("root", {"node", "auth", "admin", "fixtures", "tap", "cli", "testing", "__init__"}),
 ]
