@@ -27,6 +27,14 @@ HTTP = Schema("http", {
 
 SERVICES = Schema("services", {
     "paths": Field(ListOf(Path()), default=[]),
+    "pickup": Field(Path(), default=None,
+                    doc="hot deploy: every *.py dropped here is deployed within a second or two, "
+                        "deleted ones undeployed (--pickup DIR overrides it)"),
+    "pickup_interval": Field(Duration(min=0.05, max=60), default=1.0,
+                             doc="how often the pickup directory is scanned where inotify is not "
+                                 "available"),
+    "max_module_size": Field(Size(min=1), default="1MiB",
+                             doc="the largest module POST /broker/admin/deploy accepts"),
 })
 
 SIMPLEIO = Schema("simpleio", {

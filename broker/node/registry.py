@@ -20,6 +20,7 @@ from broker.amqp.service import PublishService
 from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType
 from broker.http import channel as http_channel, outgoing as http_outgoing
 from broker.node.assembly import Registry
+from broker.node.livestate import LIVE
 from broker.pubsub import feature as pubsub
 from broker.security.registry import DEFINITION_TYPES
 from broker.services.builtin import DISPATCHERS
@@ -61,6 +62,7 @@ FEATURES = {
     "pubsub": pubsub.FEATURE,
     "pubsub.fronts": FRONTS,
     "admin": ADMIN,
+    "live": LIVE,
 }
 
 BUILTIN_SERVICES = (*DISPATCHERS, PublishService)
