@@ -333,8 +333,10 @@ class LiveConfig:
                                         [{"field": f"{kind.name}.{kind.id_key}", "problem": problem}])
                 seen.add(item_id)
                 current = self._find(kind, item_id)
-                if current is not None and self._same(kind, current, item):
-                    continue
+                if current is not None:
+                    item = _unmask(item, current, mask_secrets(current, kind.name))
+                    if self._same(kind, current, item):
+                        continue
                 self.check(kind, item)
                 changes.append((kind, item_id, item, "updated" if current is not None else "created"))
             for current in self._list(kind):
@@ -448,6 +450,19 @@ def _invalid(error, kind, item_id):
     problem = error.problem
     message = f"Invalid {kind.name} {item_id!r}: " + (f"{field}: {problem}" if field else problem)
     return InvalidConfig(message, [{"field": field or kind.id_key, "problem": problem}])
+
+
+def _unmask(wanted, current, masked):
+    """``wanted`` with the ``${ENV}`` references an export wrote for ``current``'s secrets
+    put back to their values (a file exported from this node says "unchanged" there)."""
+    if isinstance(wanted, dict) and isinstance(current, dict) and isinstance(masked, dict):
+        return {k: _unmask(v, current.get(k), masked.get(k)) for k, v in wanted.items()}
+    if isinstance(wanted, list) and isinstance(current, list) and isinstance(masked, list) \
+            and len(wanted) == len(current) == len(masked):
+        return [_unmask(w, c, m) for w, c, m in zip(wanted, current, masked)]
+    if isinstance(wanted, str) and wanted == masked and masked != current:
+        return current
+    return wanted
 
 
 def mask_secrets(value, where, key=None):
