@@ -102,7 +102,10 @@ class _ConfigAPI:
     def import_(self, request, params, who):
         dry_run = str(_query(request).get("dry_run", "")).lower() in _TRUE
         try:
-            tree = yaml.safe_load(request.body.decode("utf-8")) if request.body else None
+            text = request.body.decode("utf-8")
+            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+                raise InvalidConfig("Invalid import: YAML aliases (*name) are not accepted here")
+            tree = yaml.safe_load(text) if text.strip() else None
         except (UnicodeDecodeError, yaml.YAMLError) as error:
             raise InvalidConfig(f"Invalid import: not a YAML document: {str(error).splitlines()[0]}")
         changes = yield self.live.import_tree(tree, who, dry_run=dry_run)

@@ -267,3 +267,12 @@ def test_subscribe_resumes_after_the_broker_restarts(tmp_path):
         if second is not None:
             second.stop()
     assert lines == ['r.one {"n": 1}\n', 'r.two {"n": 2}\n', 'r.three {"n": 3}\n']
+
+
+def test_run_and_check_are_handed_to_the_server_package(broker, tmp_path):
+    code, out, _ = cli(broker, "check", "--config", str(ROOT / "etc" / "broker.yaml"))
+    assert code == 0 and "etc/broker.yaml is valid" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("channels: [{name: x, type: http, path: nope, service: demo.echo}]\n")
+    code, _, err = cli(broker, "check", "--config", str(bad))
+    assert code == 1 and "channels[0].path" in err

@@ -254,6 +254,10 @@ def test_a_bad_import_changes_nothing_and_says_why(node):
     assert node.components == before and paths(node) == ["/double"]
     status, answer = call(node, "POST", "/broker/admin/config/import", "channels: [: bad")
     assert status == 400 and "YAML" in answer["details"]
+    laughs = "a: &a [x, x]\nb: &b [*a, *a]\nchannels: [*b]\n"
+    status, answer = call(node, "POST", "/broker/admin/config/import", laughs)
+    assert status == 400 and "aliases" in answer["details"]
+    assert node.components == before
 
 
 # -- persistence ------------------------------------------------------------------------------
