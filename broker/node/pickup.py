@@ -10,6 +10,7 @@ Deleting a file undeploys its services: their channels then answer 404
 with; the next ones get the new.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -53,7 +54,13 @@ class HotDeployer:
     def deploy(self, path, who="pickup"):
         """Deploy ``path``'s services; the report ``{"file", "services", "undeployed", "error"}``."""
         path = Path(path)
-        report = self.modules.setdefault(path.name, {"services": [], "error": None, "deploys": 0})
+        report = self.modules.setdefault(path.name, {"services": [], "error": None, "deploys": 0,
+                                                     "digest": None})
+        digest = _digest(path)
+        if digest is not None and digest == report["digest"] and report["error"] is None:
+            # the same bytes again (an editor's second write, our own write seen by inotify)
+            return {"file": path.name, "services": report["services"], "undeployed": [],
+                    "error": None}
         try:
             entries = self.store.prepare_module(path, package=_PACKAGE)
         except ServiceLoadError as error:
@@ -65,7 +72,7 @@ class HotDeployer:
                     "error": str(error)}
         deployed, gone = self.store.replace_source(str(path), entries)
         self.counters["deploys"] += 1
-        report.update(services=deployed, error=None, deploys=report["deploys"] + 1)
+        report.update(services=deployed, error=None, deploys=report["deploys"] + 1, digest=digest)
         log.info("hot deployed {file} by {who}: {services}{gone}", file=path.name, who=who,
                  services=", ".join(deployed) or "no services",
                  gone=f" (undeployed {', '.join(gone)})" if gone else "")
@@ -196,6 +203,13 @@ class PickupWatcher(Service):
                     continue
                 found[entry.name] = (stat.st_mtime_ns, stat.st_size)
         return found
+
+
+def _digest(path):
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _is_module(name):

@@ -55,3 +55,13 @@ def test_a_module_naming_anothers_service_is_refused(tmp_path):
     report = deployer.deploy(tmp_path / "b.py")
     assert "'poll.hello' is already used by" in report["error"]
     assert store.get("poll.hello").source == str(tmp_path / "a.py")
+
+
+def test_the_same_bytes_twice_are_deployed_once(tmp_path):
+    store = ServiceStore()
+    deployer = HotDeployer(store, tmp_path)
+    (tmp_path / "a.py").write_text(MODULE.format(version="a"))
+    deployer.deploy(tmp_path / "a.py")
+    first = store.get("poll.hello").cls
+    assert deployer.deploy(tmp_path / "a.py")["error"] is None
+    assert store.get("poll.hello").cls is first and deployer.counters["deploys"] == 1
