@@ -15,6 +15,7 @@ connection or outgoing type is one package plus one line.
 """
 
 from broker import amqp, cache, fixtures, loopback, redis, scheduler, zmq
+from broker.admin.jobs import JOBS
 from broker.admin.routes import ADMIN
 from broker.amqp.service import PublishService
 from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType
@@ -62,6 +63,7 @@ FEATURES = {
     "pubsub": pubsub.FEATURE,
     "pubsub.fronts": FRONTS,
     "admin": ADMIN,
+    "admin.jobs": JOBS,
     "live": LIVE,
 }
 

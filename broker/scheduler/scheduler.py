@@ -22,13 +22,17 @@ from broker.scheduler.lock import LocalLock
 from broker.scheduler.triggers import OnceTrigger
 from broker.services.context import ChannelInfo
 
-__all__ = ["Job", "Scheduler", "UnknownJob"]
+__all__ = ["Job", "JobBusy", "Scheduler", "UnknownJob"]
 
 log = Logger()
 
 
 class UnknownJob(LookupError):
     """No job of that name."""
+
+
+class JobBusy(RuntimeError):
+    """A job asked to run now is still running and its overlap policy forbids another run."""
 
 
 def iso(ts):
@@ -249,6 +253,16 @@ class Scheduler(Service):
             return self.jobs[name]
         except KeyError:
             raise UnknownJob(name) from None
+
+    def run_now(self, name):
+        """Run a job now on this node, whatever its schedule and enabled state (an
+        operator's request); its overlap policy still holds.  The run's Deferred."""
+        job = self.job(name)
+        if job.running and (job.overlap == "skip" or job.running >= job.max_running):
+            job.counters["skipped_overlap"] += 1
+            raise JobBusy(name)
+        log.info("job {job} run now on request", job=name)
+        return self._run(job)
 
     def set_enabled(self, name, enabled):
         """Enable or disable a job on every node sharing the state store."""
