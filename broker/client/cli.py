@@ -9,7 +9,7 @@
     broker deploy plugins/orders.py
     broker config export > running.yaml
     broker config import running.yaml --dry-run
-    broker jobs list | broker jobs run NAME
+    broker jobs list | broker jobs run NAME | broker jobs enable|disable NAME
     broker status
 
 The address and credentials come from ``--address``/``--user``/``--password``
@@ -227,6 +227,12 @@ def _jobs_run(cli):
     cli.print_json(answer) if cli.args.json else cli.say(f"ran {cli.args.name}")
 
 
+def _jobs_switch(cli):
+    action = cli.args.action
+    answer = cli.call("POST", f"/broker/admin/jobs/{quote(cli.args.name, safe='')}/{action}", {})
+    cli.print_json(answer) if cli.args.json else cli.say(f"{action}d {cli.args.name}")
+
+
 def _status(cli):
     ping = cli.call("GET", "/broker/ping")
     status, headers, content = cli.transport.request("GET", "/broker/health")
@@ -346,13 +352,18 @@ def _parser():
     i.add_argument("file")
     i.add_argument("--dry-run", action="store_true", help="only say what would change")
     i.set_defaults(run=_config_import)
-    p = command("jobs", None, "list the scheduler's jobs or run one now")
+    p = command("jobs", None, "list the scheduler's jobs, run one now, enable or disable one")
     jobs = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     jobs.add_parser("list", parents=[common], help="every job, its last and next run").set_defaults(
         run=_jobs_list)
     r = jobs.add_parser("run", parents=[common], help="run a job now")
     r.add_argument("name")
     r.set_defaults(run=_jobs_run)
+    for action in ("enable", "disable"):
+        a = jobs.add_parser(action, parents=[common], help=f"{action} a job (on every node "
+                                                           "sharing the job state)")
+        a.add_argument("name")
+        a.set_defaults(run=_jobs_switch)
     command("status", _status, "the node's name, health checks and configuration counts")
     return parser
 

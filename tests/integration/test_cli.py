@@ -111,7 +111,7 @@ def test_errors_say_why_with_exit_codes(broker):
 def test_help_on_each_command(broker):
     for command in (["invoke"], ["publish"], ["subscribe"], ["amqp-publish"], ["deploy"],
                     ["config", "export"], ["config", "import"], ["jobs", "list"], ["jobs", "run"],
-                    ["status"]):
+                    ["jobs", "enable"], ["status"]):
         code, out, _ = cli(broker, *command, "--help")
         assert code == 0 and out.startswith("usage: broker") and "--address" in out, command
 
@@ -208,9 +208,6 @@ def test_config_export_and_import(broker, tmp_path):
 
 
 def test_jobs_list_and_run(broker):
-    status, _, _ = broker.request("GET", "/broker/admin/jobs")
-    if status == 404:
-        pytest.skip("GET /broker/admin/jobs (issue 17) is not on this branch yet")
     code, out, _ = cli(broker, "jobs", "list", "--json")
     assert code == 0 and [j["name"] for j in json.loads(out)["jobs"]] == ["nightly"]
     code, out, _ = cli(broker, "jobs", "list")
@@ -219,6 +216,10 @@ def test_jobs_list_and_run(broker):
     assert code == 0, err
     code, _, err = cli(broker, "jobs", "run", "nope")
     assert code == 1 and "404" in err
+    assert cli(broker, "jobs", "disable", "nightly") == (0, "disabled nightly\n", "")
+    assert cli(broker, "jobs", "list")[1].startswith("nightly\tdisabled")
+    assert cli(broker, "jobs", "enable", "nightly")[0] == 0
+    assert cli(broker, "jobs", "list")[1].startswith("nightly\tenabled")
 
 
 def test_status(broker):

@@ -65,3 +65,65 @@ def test_the_same_bytes_twice_are_deployed_once(tmp_path):
     first = store.get("poll.hello").cls
     assert deployer.deploy(tmp_path / "a.py")["error"] is None
     assert store.get("poll.hello").cls is first and deployer.counters["deploys"] == 1
+
+
+SLOW = '''
+from twisted.internet import defer
+from broker import Service
+
+WAITING = []
+
+class Slow(Service):
+    name = "hot.slow"
+
+    def handle(self):
+        if self.request.payload.get("wait"):
+            d = defer.Deferred()
+            WAITING.append(d)
+            return d.addCallback(lambda _: self._answer())
+        self._answer()
+
+    def _answer(self):
+        self.response.payload = {"version": "%s"}
+'''
+
+
+def test_a_call_in_flight_finishes_on_the_old_code_and_the_next_gets_the_new(tmp_path):
+    import json
+    import sys
+    import textwrap
+
+    from twisted.internet.testing import MemoryReactorClock
+
+    from broker.http.wire import HTTPRequest
+    from broker.node import build_node
+
+    pickup = tmp_path / "pickup"
+    pickup.mkdir()
+    (pickup / "slow.py").write_text(SLOW % "old")
+    config = tmp_path / "broker.yaml"
+    config.write_text(textwrap.dedent("""
+        channels:
+          - {name: slow, type: http, path: /slow, service: hot.slow}
+    """))
+    node = build_node(str(config), reactor=MemoryReactorClock(), pickup=str(pickup))
+    node.startService()
+
+    def post(body):
+        request = HTTPRequest("POST", "/slow", "", "1.1", {}, json.dumps(body).encode(), True,
+                              "127.0.0.1", b"")
+        return node.http.handler.handle(request)
+
+    try:
+        in_flight = post({"wait": True})
+        waiting = sys.modules["broker_pickup.slow"].WAITING
+        (pickup / "slow.py").write_text(SLOW % "new")
+        node.deployer.deploy(pickup / "slow.py")
+        answered = post({})
+        assert json.loads(answered.body) == {"version": "new"}
+        answers = []
+        in_flight.addCallback(answers.append)
+        waiting.pop().callback(None)
+        assert json.loads(answers[0].body) == {"version": "old"}
+    finally:
+        node.stopService()
