@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY
 from broker.config import ConfigError
 from broker.config.loader import parse_yaml
-from broker.errors import BadRequest, BrokerError, NotFound
+from broker.errors import BadRequest, BrokerError, NotFound, ServiceUnavailable
 
 __all__ = ["Conflict", "InvalidConfig", "KINDS", "LiveConfig", "mask_secrets"]
 
@@ -95,7 +95,8 @@ class LiveConfig:
         self.reactor = reactor or node.reactor
         self.applied = {}      # "kind/id" -> raw (None: deleted), what this node applied
         self.problems = {}     # "kind/id" -> why a stored change could not be applied here
-        self.counters = {"changes": 0, "refused": 0, "synced": 0, "sync_failures": 0}
+        self.counters = {"changes": 0, "refused": 0, "synced": 0, "sync_failures": 0,
+                         "save_failures": 0}
         self._version = None
         self._poll = None
         self._lock = defer.DeferredLock()
@@ -179,7 +180,16 @@ class LiveConfig:
         self.counters["changes"] += 1
         log.info("config {verb}: {kind} {id} by {who}", verb=verb, kind=kind.name, id=item_id, who=who)
         if persist:
-            yield self.state.save(entry, raw, who)
+            try:
+                yield self.state.save(entry, raw, who)
+            except Exception as error:
+                self.counters["save_failures"] += 1
+                log.error("config change to {kind} {id} applied here but not stored in {where}: "
+                          "{error}", kind=kind.name, id=item_id, where=self.state.where,
+                          error=str(error))
+                raise ServiceUnavailable(f"The change to {kind.name} {item_id!r} is applied on this "
+                                         f"node but could not be stored ({error}): it will not "
+                                         f"survive a restart nor reach other nodes") from None
         return {"kind": kind.name, "id": item_id, "change": verb}
 
     def _apply(self, kind, item_id, raw):

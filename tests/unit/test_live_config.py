@@ -295,3 +295,15 @@ def test_an_unreadable_state_file_stops_startup_naming_it(tmp_path):
     from broker.config import ConfigError
     with pytest.raises(ConfigError, match="broker.state.json: not a readable state file"):
         _build(tmp_path)
+
+
+def test_a_change_that_cannot_be_stored_says_so(node):
+    from twisted.internet import defer
+
+    def broken(key, raw, who):
+        return defer.fail(OSError("disk full"))
+    node.live.state.save = broken
+    status, answer = call(node, "DELETE", "/broker/admin/config/channels/double")
+    assert status == 503 and "applied on this node but could not be stored (disk full)" in \
+        answer["details"]
+    assert node.live.counters["save_failures"] == 1
