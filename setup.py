@@ -39,10 +39,12 @@ setup(
     ],
     extras_require={
         "otel": ["opentelemetry-sdk>=1.20"],  # tracing: export spans when configured
+        "subscribe": ["websockets>=13"],  # broker subscribe
         "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6", "websockets>=13",
                  "openapi-spec-validator>=0.7", "jsonschema>=4.18"],
     },
-    entry_points={"console_scripts": ["broker = broker.cli:main"]},
+    # The client's command: "broker run" and "broker check" run python -m broker.cli.
+    entry_points={"console_scripts": ["broker = broker.client.cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

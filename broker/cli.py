@@ -1,4 +1,7 @@
-"""The ``broker`` command: ``broker run`` (twistd in the foreground) and ``broker check``."""
+"""``broker run`` (twistd in the foreground) and ``broker check``.
+
+The installed ``broker`` command is the client's (:mod:`broker.client.cli`, which
+needs no Twisted): it runs ``python -m broker.cli`` for these two."""
 
 import argparse
 import sys
@@ -7,7 +10,7 @@ __all__ = ["main"]
 
 
 def main(argv=None):
-    """``broker run [--config C] [--listen E]`` or ``broker check [--config C]``."""
+    """``broker run [--config C] [--listen E] [--pickup DIR]`` or ``broker check [--config C]``."""
     parser = argparse.ArgumentParser(prog="broker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the broker in the foreground (twistd -n broker)")
@@ -15,6 +18,7 @@ def main(argv=None):
     for p in (run, check):
         p.add_argument("--config", "-c", default=None)
     run.add_argument("--listen", "-l", default=None)
+    run.add_argument("--pickup", "-p", default=None, help="hot deploy: a directory of modules")
     args = parser.parse_args(argv)
     if args.command == "check":
         from broker.config import ConfigError
@@ -34,6 +38,8 @@ def main(argv=None):
         sys.argv += ["--config", args.config]
     if args.listen:
         sys.argv += ["--listen", args.listen]
+    if args.pickup:
+        sys.argv += ["--pickup", args.pickup]
     twistd()
     return 0
 

@@ -15,10 +15,12 @@ DEFAULT_CONFIG = os.path.join("etc", "broker.yaml")
 class Options(usage.Options):
     """Command line of ``twistd broker``."""
 
-    synopsis = "[--config etc/broker.yaml] [--listen ENDPOINT]"
+    synopsis = "[--config etc/broker.yaml] [--listen ENDPOINT] [--pickup DIR]"
     optParameters = [
         ["config", "c", None, f"The configuration file [default: {DEFAULT_CONFIG}, when present]"],
         ["listen", "l", None, f"HTTP listener endpoint, overriding the config [default: {DEFAULT_LISTEN}]"],
+        ["pickup", "p", None, "Hot deploy: a directory whose *.py modules are deployed as they "
+                              "change, overriding services.pickup"],
     ]
 
     def postOptions(self):
@@ -31,7 +33,7 @@ class Options(usage.Options):
                 raise SystemExit(f"broker: no --config given and {DEFAULT_CONFIG} does not exist here")
             path = DEFAULT_CONFIG
         try:
-            self.node = build_node(path, listen=self["listen"])
+            self.node = build_node(path, listen=self["listen"], pickup=self["pickup"])
         except ConfigError as error:
             raise SystemExit(f"broker: {error}") from None
         if self.node.config.logging.format == "json" and getattr(self, "parent", None) is not None \

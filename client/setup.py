@@ -19,6 +19,8 @@ setup(
     python_requires=">=3.9",
     packages=["broker_client"],
     install_requires=["urllib3>=1.26.8"],
-    extras_require={"django": ["django>=3.2"], "flask": ["flask>=2.0"], "tokens": ["PyJWT[crypto]>=2.8"]},
+    extras_require={"django": ["django>=3.2"], "flask": ["flask>=2.0"], "tokens": ["PyJWT[crypto]>=2.8"],
+                    "subscribe": ["websockets>=13"]},  # broker subscribe
+    entry_points={"console_scripts": ["broker = broker_client.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Framework :: Django", "Framework :: Flask"],
 )

@@ -71,17 +71,23 @@ class Transport:
         :raise ConnectionFailed: the broker could not be reached after the retries.
         :raise Timeout: no answer in time.
         """
+        return self.request("POST", path, body, headers, timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=None):
+        """Any method; ``body`` None sends none (see :meth:`post`)."""
+        if body is None:
+            sent = self.headers if not headers else {**self.headers, **headers}
+            return self._send(method, path, None, sent, timeout)
         if not isinstance(body, (bytes, bytearray)):
             body = json.dumps(body, default=_jsonable, separators=(",", ":")).encode("utf-8")
         sent = self.headers if not headers else {**self.headers, **headers}
         if "Content-Type" not in sent:
             sent = {**sent, "Content-Type": "application/json"}
-        return self._send("POST", path, body, sent, timeout)
+        return self._send(method, path, body, sent, timeout)
 
     def get(self, path, headers=None, timeout=None):
         """GET ``path`` → ``(status, headers, content)``; raises as :meth:`post` does."""
-        sent = self.headers if not headers else {**self.headers, **headers}
-        return self._send("GET", path, None, sent, timeout)
+        return self.request("GET", path, None, headers, timeout)
 
     def _send(self, method, path, body, sent, timeout):
         read = self.timeout if timeout is None else timeout

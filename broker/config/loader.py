@@ -31,7 +31,8 @@ from collections.abc import Mapping
 
 import yaml
 
-__all__ = ["ConfigError", "Located", "LocatedList", "Section", "config_error", "load_yaml", "parse_yaml",
+__all__ = ["ConfigError", "Located", "LocatedList", "Section", "config_error", "load_raw_yaml", "load_yaml",
+           "parse_yaml",
            "substitute", "to_plain"]
 
 
@@ -429,3 +430,10 @@ def load_yaml(path):
     except UnicodeDecodeError as error:
         raise ConfigError("not UTF-8 text", file, data[:error.start].count(b"\n") + 1) from None
     return parse_yaml(text, file)
+
+
+def load_raw_yaml(path):
+    """The YAML file at ``path`` as plain values, its ``${NAME}`` references left as written
+    (to write a configuration back without the secrets they stand for)."""
+    with open(os.fspath(path), encoding="utf-8-sig") as stream:
+        return yaml.load(stream, Loader=_Loader) or {}  # noqa: S506 - a safe loader

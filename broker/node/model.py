@@ -40,6 +40,14 @@ SERVICES = Schema("services", {
     "timeouts": Field(MapOf(Duration(min=0.001, max=86400)), default={},
                       doc="service name → how long its handle() may wait (over its class's "
                           "timeout and limits.service_timeout)"),
+    "pickup": Field(Path(), default=None,
+                    doc="hot deploy: every *.py dropped here is deployed within a second or two, "
+                        "deleted ones undeployed (--pickup DIR overrides it)"),
+    "pickup_interval": Field(Duration(min=0.05, max=60), default=1.0,
+                             doc="how often the pickup directory is scanned where inotify is not "
+                                 "available"),
+    "max_module_size": Field(Size(min=1), default="1MiB",
+                             doc="the largest module POST /broker/admin/deploy accepts"),
 })
 
 SIMPLEIO = Schema("simpleio", {

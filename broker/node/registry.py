@@ -25,6 +25,7 @@ from broker.amqp.service import PublishService
 from broker.components import CHANNEL, CONNECTION, FEATURE, OUTGOING, SECURITY, ComponentType, Needs
 from broker.http import channel as http_channel, outgoing as http_outgoing, tasks as http_tasks
 from broker.node.assembly import Registry
+from broker.node.livestate import LIVE
 from broker.pubsub import feature as pubsub
 from broker.security.registry import DEFINITION_TYPES
 from broker.services.builtin import DISPATCHERS
@@ -74,6 +75,7 @@ FEATURES = {
     "metrics": METRICS,
     "logging": LOGGING,
     "tracing": TRACING,
+    "live": LIVE,
 }
 
 BUILTIN_SERVICES = (*DISPATCHERS, PublishService)

@@ -8,22 +8,27 @@ one component (and rebuild those built on it) without touching the rest.
 """
 
 import gc
+from pathlib import Path
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from broker.components import NodeParts
+from broker.components import FEATURE, BuildContext, Component, NodeParts
 from broker.config import ConfigError
+from broker.config.loader import load_raw_yaml
 from broker.config.schema import config_error
 from broker.http.app import HTTPApp
 from broker.http.listener import Listener
 from broker.http.protocol import HTTPLimits, HTTPServerFactory
 from broker.http.router import Router
 from broker.jsonfast import COUNTERS as JSON_COUNTERS, set_max_depth
+from broker.node.adminapi import admin_routes
 from broker.node.assembly import Assembler
+from broker.node.live import LiveConfig
 from broker.node.model import load_config
+from broker.node.pickup import HotDeployer, PickupWatcher
 from broker.node.registry import BUILTIN_SERVICES, REGISTRY
 from broker.runtime import Resources
 from broker.services.invoker import Invoker
@@ -63,6 +68,8 @@ class BrokerNode(MultiService):
         self.resources = parts.resources
         self.http = http
         self.listener = listener
+        self.live = None       # the LiveConfig, once the admin API is in place
+        self.deployer = None   # the HotDeployer
         self._assembler = assembler
         threads.setServiceParent(self)
         for component in assembler.built.values():
@@ -179,10 +186,11 @@ def _how_to_enable(section, key):
     return f"set {' or '.join(variables)} ({where})" if variables else str(where)
 
 
-def build_node(path, listen=None, reactor=None):
+def build_node(path, listen=None, reactor=None, pickup=None):
     """Load ``path`` and build the node; :class:`ConfigError` on any mistake.
 
     :param listen: an endpoint string overriding ``http.listen``.
+    :param pickup: a hot-deploy directory overriding ``services.pickup``.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -197,6 +205,8 @@ def build_node(path, listen=None, reactor=None):
         store.load_paths(config.services.paths)
     except ServiceLoadError as error:
         raise config_error(config.services, "paths", str(error)) from None
+    deployer = _deployer(config, store, pickup)
+    deployer.scan()
 
     resources = Resources()
     threads = ThreadRunner(reactor, limits.threads, limits.thread_queue, limits.thread_stop_timeout)
@@ -219,7 +229,66 @@ def build_node(path, listen=None, reactor=None):
                       own_address=listener.own_address)
     assembler = Assembler(parts, REGISTRY)
     assembler.build_all(config)
-    return BrokerNode(config, parts, assembler, threads, factory, listener)
+    node = BrokerNode(config, parts, assembler, threads, factory, listener)
+    _operations(node, path, deployer)
+    return node
+
+
+def _deployer(config, store, pickup):
+    """The hot deployer of ``--pickup`` or ``services.pickup`` (none: it only reports)."""
+    directory = pickup or config.services.pickup
+    if directory is not None:
+        directory = Path(directory).absolute()
+        if not directory.is_dir():
+            where = "--pickup" if pickup else None
+            if where:
+                raise ConfigError(f"--pickup: {directory}: no such directory")
+            raise config_error(config.services, "pickup", f"{directory}: no such directory")
+    return HotDeployer(store, directory, config.services.max_module_size)
+
+
+def _operations(node, path, deployer):
+    """Live configuration and hot deploy: the admin API, the pickup watcher, the stored
+    changes (applied now when they are this node's own, polled when shared)."""
+    state = node.components[(FEATURE, "live")].value
+    try:
+        raw = load_raw_yaml(path)
+    except (OSError, ValueError):
+        raw = {}
+    live = node.live = LiveConfig(node, raw, state, file=str(path))
+    node.deployer = deployer
+    component = Component((FEATURE, "operations"), node.config.admin, ())
+    ctx = BuildContext(node.parts, component, node.components)
+    for route in admin_routes(ctx, live, deployer):
+        ctx.add_route(route)
+    if deployer.directory is not None:
+        ctx.add_service(PickupWatcher(deployer, node.config.services.pickup_interval, node.reactor))
+    ctx.add_service(_LiveSync(live))
+    ctx.metrics("live", lambda: {**live.counters, **{f"deploy.{k}": v
+                                                     for k, v in deployer.counters.items()}})
+    component.attach(node.parts)
+    component.setServiceParent(node)
+    if not state.shared:
+        failed = []
+        live.sync().addErrback(failed.append)
+        if failed:
+            raise ConfigError(f"{state.where}: stored changes could not be read: "
+                              f"{failed[0].getErrorMessage()}")
+
+
+class _LiveSync(Service):
+    """Polls a shared live state (Redis) while the node runs."""
+
+    def __init__(self, live):
+        self.live = live
+
+    def startService(self):
+        super().startService()
+        self.live.reactor.callWhenRunning(self.live.start_polling)
+
+    def stopService(self):
+        super().stopService()
+        self.live.stop_polling()
 
 
 def security_headers(http, listen=None):

@@ -1,5 +1,6 @@
 """The service store: name → service class, loaded by path from plugin dirs."""
 
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
@@ -111,9 +112,22 @@ class ServiceStore:
 
     def load_module(self, path):
         """Import one module by path and deploy the services it defines."""
+        entries = self.prepare_module(path)
+        names = [self.add(entry.cls, source=entry.source).name for entry in entries]
+        log.info("loaded {count} service(s) from {path}", count=len(names), path=str(path))
+        return names
+
+    def prepare_module(self, path, package="broker_plugins"):
+        """Import one module by path and compile its services, deploying nothing.
+
+        :return: a :class:`ServiceEntry` per service the module defines.
+        :raise ServiceLoadError: one line naming the file: a syntax or import error,
+            a SimpleIO mistake, a name another module's service already has.
+        """
         path = Path(path)
-        module_name = f"broker_plugins.{path.stem}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
+        module_name = f"{package}.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path,
+                                                      loader=_FreshLoader(module_name, str(path)))
         module = importlib.util.module_from_spec(spec)
         previous = sys.modules.get(module_name)
         sys.modules[module_name] = module
@@ -125,13 +139,48 @@ class ServiceStore:
             else:
                 sys.modules.pop(module_name, None)
             raise ServiceLoadError(f"{path}: {_describe(exc, path)}") from exc
-        names = []
+        entries = []
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if (issubclass(cls, Service) and cls.__module__ == module_name
                     and not cls.__name__.startswith("_") and "handle" in _defined(cls)):
-                names.append(self.add(cls, source=str(path)).name)
-        log.info("loaded {count} service(s) from {path}", count=len(names), path=str(path))
-        return names
+                name = cls.name or derive_name(cls)
+                existing = self._entries.get(name)
+                if existing is not None and existing.source != str(path):
+                    raise ServiceLoadError(f"{path}: service name {name!r} is already used by "
+                                           f"{existing.source or existing.cls.__module__}")
+                try:
+                    sio = compile_simpleio(getattr(cls, "SimpleIO", None), name, self.undeclared_input)
+                except ValueError as error:
+                    raise ServiceLoadError(f"{path}: {error}") from None
+                entries.append(ServiceEntry(name, cls, sio, str(path)))
+        return entries
+
+    def replace_source(self, source, entries):
+        """Deploy ``entries`` as everything ``source`` provides: its services missing from
+        them are undeployed.  Calls already running keep the entry they started with.
+
+        :return: ``(deployed names, undeployed names)``.
+        """
+        gone = [name for name, entry in self._entries.items()
+                if entry.source == source and name not in {e.name for e in entries}]
+        for name in gone:
+            del self._entries[name]
+        for entry in entries:
+            self._entries[entry.name] = entry
+        self.version += 1
+        return [entry.name for entry in entries], gone
+
+    def from_source(self, source):
+        """The names of the services ``source`` (a module's path) deployed."""
+        return sorted(name for name, entry in self._entries.items() if entry.source == source)
+
+
+class _FreshLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the source every time: a module rewritten within the same second (and
+    size) as its cached bytecode must not be served from that cache."""
+
+    def get_code(self, fullname):
+        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
 
 
 def _defined(cls):
