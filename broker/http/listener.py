@@ -1,8 +1,12 @@
 """The HTTP listener service: binds an endpoint, knows its URLs, stops cleanly."""
 
+import os
+
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import serverFromString
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 __all__ = ["Listener"]
 
@@ -19,10 +23,11 @@ class Listener(Service):
         the endpoint asked for port 0).
     """
 
-    def __init__(self, endpoint, factory, reactor=None):
+    def __init__(self, endpoint, factory, reactor=None, adopt=None):
         self.endpoint = endpoint
         self.factory = factory
         self._reactor = reactor
+        self._adopt = adopt
         self.port = None
 
     def privilegedStartService(self):
@@ -30,6 +35,9 @@ class Listener(Service):
         if self._reactor is None:
             from twisted.internet import reactor
             self._reactor = reactor
+        if self._adopt is not None:
+            self.port = self._adopted(*self._adopt)
+            return
         results = []
         serverFromString(self._reactor, self.endpoint).listen(self.factory).addBoth(results.append)
         if not results:  # pragma: no cover - our endpoints listen synchronously
@@ -37,6 +45,17 @@ class Listener(Service):
         if hasattr(results[0], "getErrorMessage"):
             raise SystemExit(f"broker: cannot listen on {self.endpoint}: {results[0].getErrorMessage()}")
         self.port = results[0]
+
+    def _adopted(self, fd, family):
+        """Serve on the listening socket ``fd`` a worker inherited (TLS as the endpoint says)."""
+        factory = self.factory
+        endpoint = serverFromString(self._reactor, self.endpoint)
+        context = getattr(endpoint, "_sslContextFactory", None)  # an ssl: endpoint's
+        if context is not None:
+            factory = TLSMemoryBIOFactory(context, False, factory)
+        port = self._reactor.adoptStreamPort(fd, family, factory)
+        os.close(fd)  # the port holds its own copy
+        return port
 
     def url(self, path="/", websocket=False):
         """The URL of ``path`` on this listener once bound; None when it has no IP address."""
@@ -64,7 +83,17 @@ class Listener(Service):
         super().startService()
 
     def stopService(self):
+        """Stop accepting, then let the connections finish what they took (see
+        ``HTTPServerFactory.drain``); a Deferred firing once both are done."""
         super().stopService()
+        stopped = []
         if self.port is not None:
             port, self.port = self.port, None
-            return port.stopListening()
+            accept = getattr(port, "doRead", None)
+            if accept is not None and port.connected:
+                accept()  # take what the kernel already queued: closing would reset it
+            stopped.append(defer.maybeDeferred(port.stopListening))
+        drain = getattr(self.factory, "drain", None)
+        if drain is not None:
+            stopped.append(drain())
+        return defer.gatherResults(stopped) if stopped else None

@@ -106,6 +106,7 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             self._respond(self._error_response(503, "Too many connections"))
             return
         factory.open_connections += 1
+        factory.protocols.add(self)
         self._counted = True
         self._counters["connections"] += 1
         self.transport.registerProducer(self, True)
@@ -117,6 +118,7 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         if self._counted:
             self._counted = False
             self.factory.open_connections -= 1
+            self.factory.protocols.discard(self)
         if self._upgraded is not None:
             self._upgraded.connectionLost(reason)
             return
@@ -509,6 +511,18 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         else:
             self._refuse(400, "Malformed request", "malformed")
 
+    def drain(self):
+        """The node is stopping: answer what was taken, saying ``Connection: close``, then close;
+        an idle connection closes now.  An upgraded one (WebSocket) is closed by its endpoint."""
+        if self._upgraded is not None or self._closing:
+            return
+        self._tail = self._tail_keep_alive = self._tail_close
+        for request in (self._active, *self._queue):
+            if request.__class__ is HTTPRequest:
+                request.keep_alive = False
+        if self._active is None and not self._queue and not (self._in_head or self._in_body):
+            self._close()
+
     def _close(self, abort=False):
         """Close after what was written is taken (within ``write_timeout``), or at once."""
         if self._closing:
@@ -543,7 +557,7 @@ class HTTPServerFactory(Factory):
     noisy = False
 
     def __init__(self, handler, limits=HTTPLimits(), reactor=None, server_header="broker",
-                 access_log=None):
+                 access_log=None, worker=None):
         if reactor is None:
             from twisted.internet import reactor
         self.handler = handler
@@ -552,8 +566,12 @@ class HTTPServerFactory(Factory):
         self.access_log = access_log
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.open_connections = 0
+        self.protocols = set()
+        self._draining = None
         server = "".join(c for c in server_header or "" if " " <= c != "\x7f")
         server = f"Server: {server}\r\n".encode("latin-1", "replace") if server else b""
+        if worker is not None:  # which worker of the node answered
+            server += b"X-Broker-Worker: %d\r\n" % worker
         self.tail = server + b"\r\n"
         self.tail_close = server + b"Connection: close\r\n\r\n"
         self.tail_keep_alive = server + b"Connection: keep-alive\r\n\r\n"
@@ -563,6 +581,26 @@ class HTTPServerFactory(Factory):
     def buildProtocol(self, addr):
         """A protocol for one connection."""
         return HTTPProtocol(self)
+
+    def drain(self, interval=0.05):
+        """Finish every connection's requests, then close it (see :meth:`HTTPProtocol.drain`);
+        a Deferred firing once none is open.  Call it after the port stopped accepting."""
+        if self._draining is not None:
+            return self._draining
+        done = self._draining = Deferred(lambda _: call is not None and call.active() and call.cancel())
+        call = None
+
+        def tick():
+            nonlocal call
+            for protocol in list(self.protocols):
+                protocol.drain()
+            if self.protocols:
+                call = self.reactor.callLater(interval, tick)
+            else:
+                self._draining = None
+                done.callback(None)
+        tick()
+        return done
 
     def date_line(self, now):
         """The ``Date`` header line at ``now``, rendered at most once a second."""
