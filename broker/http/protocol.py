@@ -512,15 +512,15 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             self._refuse(400, "Malformed request", "malformed")
 
     def drain(self):
-        """The node is stopping: answer what was taken, saying ``Connection: close``, then close;
-        an idle connection closes now.  An upgraded one (WebSocket) is closed by its endpoint."""
+        """The node is stopping: answer every request taken, the last saying ``Connection:
+        close``, then close; an idle connection closes now.  An upgraded one (WebSocket) is
+        closed by its endpoint."""
         if self._upgraded is not None or self._closing:
             return
-        self._tail = self._tail_keep_alive = self._tail_close
-        for request in (self._active, *self._queue):
-            if request.__class__ is HTTPRequest:
-                request.keep_alive = False
-        if self._active is None and not self._queue and not (self._in_head or self._in_body):
+        last = self._queue[-1] if self._queue else self._active
+        if last.__class__ is HTTPRequest:
+            last.keep_alive = False
+        elif last is None and not (self._in_head or self._in_body):
             self._close()
 
     def _close(self, abort=False):

@@ -395,7 +395,8 @@ class PubSubFactory(WebSocketServerFactory):
             return defer.succeed(None)
         self.all_closed = defer.Deferred()
         for protocol in list(self.open):
-            protocol.close(1001, "the broker is stopping")
+            # sendClose admits only 1000 and 3000-4999; 1001 is a protocol-level close
+            protocol._fail_connection(1001, "the broker is stopping")
 
         def drop():
             for protocol in list(self.open):

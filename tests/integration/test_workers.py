@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.broker_process import ROOT, BrokerProcess, twistd_command, wait_for
+from tests.integration.amqp_support import blocking_connection, requires_rabbitmq, suffix
+from tests.integration.broker_process import wait_until
 from tests.integration.ws_client import WSClient
 
 CONFIG = Path(__file__).with_name("configs") / "workers.yaml"
@@ -186,35 +188,62 @@ class Load:
             thread.join(30)
 
 
-def test_sighup_restarts_the_workers_one_at_a_time_without_a_failed_request(node):
-    _, before = health(node)
-    load = Load(node)
-    try:
-        time.sleep(0.5)
-        node._proc.send_signal(signal.SIGHUP)
-        assert node.wait_for_log("reload: done", timeout=60), node.output[-3000:]
-        time.sleep(0.5)
-    finally:
-        load.stop()
-    assert load.errors == [] and set(load.results) == {200}, (load.errors[:3], set(load.results))
-    assert len(load.results) > 20
-    _, after = health(node)
-    assert {w["pid"] for w in after["workers"]}.isdisjoint({w["pid"] for w in before["workers"]})
+VERSIONED = """
+from broker import Service
 
 
-def test_sighup_with_a_broken_config_is_refused_and_the_workers_keep_serving(tmp_path):
+class Version(Service):
+    name = "probe.version"
+
+    class SimpleIO:
+        output_required = ("version",)
+
+    def handle(self):
+        self.response.payload = {"version": "%s"}
+"""
+
+
+def versioned_node(tmp_path, workers):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "version.py").write_text(VERSIONED % "1")
+    text = CONFIG.read_text().replace(
+        "paths: [../workers_plugins]", f"paths: [{CONFIG.parent.parent / 'workers_plugins'}, plugins]")
+    text = text.replace("channels:\n", "channels:\n  - {name: version, type: http, path: /probe/version,"
+                                        " service: probe.version, methods: [GET]}\n", 1)
     config = tmp_path / "workers.yaml"
-    config.write_text(CONFIG.read_text().replace("../workers_plugins",
-                                                 str(CONFIG.parent.parent / "workers_plugins")))
-    node = start(config=config)
+    config.write_text(text)
+    return config, BrokerProcess(config, args=["--workers", workers]).start(timeout=60)
+
+
+@pytest.mark.parametrize("workers", ["2", "1"])
+def test_sighup_restarts_the_workers_one_at_a_time_with_new_code_and_no_failed_request(
+        tmp_path, workers):
+    config, node = versioned_node(tmp_path, workers)
     try:
         _, before = health(node)
-        config.write_text(config.read_text() + "\nlimits: {threads: many}\n")
+        assert call(node, "GET", "/probe/version")[2] == {"version": "1"}
+        (tmp_path / "plugins" / "version.py").write_text(VERSIONED % "2")
+        load = Load(node)
+        try:
+            time.sleep(0.5)
+            node._proc.send_signal(signal.SIGHUP)
+            assert node.wait_for_log("reload: done", timeout=90), node.output[-3000:]
+            time.sleep(0.5)
+        finally:
+            load.stop()
+        assert load.errors == [] and set(load.results) == {200}, (load.errors[:3], set(load.results))
+        assert len(load.results) > 20
+        _, after = health(node)
+        assert {w["pid"] for w in after["workers"]}.isdisjoint({w["pid"] for w in before["workers"]})
+        versions = {call(node, "GET", "/probe/version")[2]["version"] for _ in range(20)}
+        assert versions == {"2"}
+
+        config.write_text(config.read_text() + "\nlimits: {threads: many}\n")  # a broken config
         node._proc.send_signal(signal.SIGHUP)
         assert node.wait_for_log("reload refused", timeout=30), node.output[-2000:]
-        status, after = health(node)
+        status, refused = health(node)
         assert status == 200
-        assert [w["pid"] for w in after["workers"]] == [w["pid"] for w in before["workers"]]
+        assert [w["pid"] for w in refused["workers"]] == [w["pid"] for w in after["workers"]]
     finally:
         node.stop(timeout=30)
 
@@ -248,3 +277,80 @@ def test_a_worker_that_keeps_dying_stops_the_node_non_zero_with_the_reason(tmp_p
     assert proc.returncode != 0, output[-2000:]
     assert "giving up: worker 0 died 5 times" in output, output[-2000:]
     assert "worker 0 (pid" in output and "died (exit code 7)" in output
+
+
+@requires_rabbitmq
+def test_sigterm_with_amqp_deliveries_in_flight_loses_none_and_leaves_none_unacked(tmp_path):
+    import pika
+    queue, replies = f"workers.work.{suffix()}", f"workers.replies.{suffix()}"
+    config = tmp_path / "amqp.yaml"
+    text = CONFIG.read_text().replace("../workers_plugins",
+                                      str(CONFIG.parent.parent / "workers_plugins"))
+    text = text.replace("channels:\n", f"""channels:
+  - {{name: work, type: amqp, connection: rabbit, queue: {queue}, service: probe.work,
+     prefetch: 20}}
+""", 1)
+    config.write_text(text + """
+connections:
+  - {name: rabbit, type: amqp, host: 127.0.0.1, username: guest, password: guest}
+""")
+    connection = blocking_connection()
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=False, auto_delete=False)
+    channel.queue_declare(replies, durable=False, auto_delete=False)
+    try:
+        total = 300
+        for n in range(total):
+            channel.basic_publish("", queue, json.dumps({"n": n, "ms": 20}).encode(),
+                                  pika.BasicProperties(reply_to=replies, correlation_id=str(n)))
+        node = start(config=config)
+        assert wait_until(lambda: channel.queue_declare(replies, passive=True).method.message_count
+                          > 20, timeout=30)
+        node._proc.send_signal(signal.SIGTERM)
+        assert node._proc.wait(60) == 0, node.output[-3000:]
+        answered = set()
+        while True:
+            method, _, body = channel.basic_get(replies, auto_ack=True)
+            if method is None:
+                break
+            answered.add(int(json.loads(body)["n"]))
+        left = set()
+        while True:
+            method, _, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            left.add(json.loads(body)["n"])
+        assert answered, "nothing was worked on before the stop"
+        assert left, "everything was worked on: the stop came too late to show anything"
+        assert answered | left == set(range(total)), sorted(set(range(total)) - answered - left)[:10]
+        declared = channel.queue_declare(queue, passive=True).method
+        assert declared.message_count == 0 and declared.consumer_count == 0
+    finally:
+        channel.queue_delete(queue)
+        channel.queue_delete(replies)
+        connection.close()
+
+
+@pytest.mark.parametrize("workers", [None, "1"], ids=["one process", "one worker"])
+def test_sigterm_finishes_a_slow_request_closes_websockets_with_1001_and_exits_0(workers):
+    from websockets.exceptions import ConnectionClosed
+    node = BrokerProcess(CONFIG, args=["--workers", workers] if workers else []).start(timeout=60)
+    try:
+        ws = WSClient(node.port)
+        assert ws.request("subscribe", topic="work.#")["op"] == "ok"
+        answer = {}
+
+        def slow():
+            answer["result"] = call(node, "POST", "/probe/slow", {"ms": 1500})
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.5)
+        node._proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1001
+        thread.join(20)
+        assert answer["result"][0] == 200, answer
+        assert node._proc.wait(30) == 0, node.output[-3000:]
+    finally:
+        node.stop()

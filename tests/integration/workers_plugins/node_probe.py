@@ -76,3 +76,18 @@ class Slow(Service):
         from twisted.internet import reactor
         await task.deferLater(reactor, self.request.input.ms / 1000)
         self.response.payload = {"pid": os.getpid()}
+
+
+class Work(Service):
+    """An AMQP channel's work: takes ``ms`` and answers its ``n`` (to the message's reply_to)."""
+
+    name = "probe.work"
+
+    class SimpleIO:
+        input_required = (Int("n"), Int("ms", min=0, max=10_000))
+        output_required = ("n",)
+
+    async def handle(self):
+        from twisted.internet import reactor
+        await task.deferLater(reactor, self.request.input.ms / 1000)
+        self.response.payload = {"n": self.request.input.n}
