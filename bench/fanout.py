@@ -12,6 +12,7 @@ their CPU is reported too.  Crossbar runs from its own venv
 and no ratios are printed.
 
     python bench/fanout.py [--runs 1] [--rate 50] [--duration 5] [--only broker,crossbar]
+    python bench/fanout.py --only broker,broker-w2 --rate 2000 --subscribers 100   # workers
 """
 
 import argparse
@@ -39,13 +40,14 @@ class Broker:
     name = "broker"
     kind = "broker"
     python = sys.executable
+    extra = []
 
     def start(self):
         self.port = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
                 "broker", "--config", str(HERE / "pubsub-bench.yaml"),
-                "--listen", f"tcp:{self.port}:interface=127.0.0.1"]
+                "--listen", f"tcp:{self.port}:interface=127.0.0.1", *self.extra]
         self.server = ServerProcess("broker", argv, env=env, cwd=str(ROOT)).start()
         self.server.wait_ready(lambda: http_request("127.0.0.1", self.port, "GET", "/broker/ping")[0] == 200)
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
@@ -53,6 +55,14 @@ class Broker:
 
     def body(self, data):
         return json.dumps(data)
+
+
+class BrokerWorkers(Broker):
+    """The broker as 2 worker processes: subscribers spread over both (the kernel hands each
+    connection to a worker), every publish reaching them through the main process."""
+
+    name = "broker-w2"
+    extra = ["--workers", "2"]
 
 
 class Crossbar:
@@ -183,6 +193,8 @@ def main():
     for name in a.only.split(","):
         if name == "broker":
             targets.append(Broker())
+        elif name == "broker-w2":
+            targets.append(BrokerWorkers())
         elif name == "crossbar":
             if Crossbar.available():
                 targets.append(Crossbar())
@@ -229,6 +241,14 @@ def main():
         s = summary[name]
         print(f"{name:8}  µs/delivery {s['us_per_delivery']}  deliveries/s {s['deliveries_per_s']}  "
               f"p50 {s['p50_ms']}  p99 {s['p99_ms']}  publish/s {s['publish_per_s']}")
+    if "broker" in summary and "broker-w2" in summary:
+        b, w = summary["broker"], summary["broker-w2"]
+        print("\nratios (broker --workers 2 / broker, one process):")
+        for n in sizes:
+            if b["deliveries_per_s"][n] and w["deliveries_per_s"][n]:
+                ratio = w["deliveries_per_s"][n] / b["deliveries_per_s"][n]
+                print(f"  deliveries/s, N={n}: {ratio:.3f}  (target >= 1.3 at a rate that saturates one "
+                      f"process: {'PASS' if ratio >= 1.3 else 'MISS'})")
     if "broker" in summary and "crossbar" in summary:
         b, c = summary["broker"], summary["crossbar"]
         print("\nratios (broker / crossbar):")

@@ -79,14 +79,19 @@ class ComponentType:
     :param section: for features, the config key they are built from (default: their own).
     :param takes_work: a feature that takes work from outside like a channel (a front such
         as ``/ws``): stopped first, with the channels, so that what it took can finish.
+    :param once_per_node: ``callable(section) -> bool``: whether a section of this type must
+        run in one process of a node (a socket it binds): in a node of worker processes,
+        only the primary worker builds it.
     """
 
-    __slots__ = ("schema", "build", "needs", "kind", "section", "takes_work")
+    __slots__ = ("schema", "build", "needs", "kind", "section", "takes_work", "once_per_node")
 
-    def __init__(self, schema, build, needs=(), kind=None, section=None, takes_work=False):
+    def __init__(self, schema, build, needs=(), kind=None, section=None, takes_work=False,
+                 once_per_node=None):
         self.schema, self.build, self.needs, self.kind, self.section = \
             schema, build, tuple(needs), kind, section
         self.takes_work = takes_work
+        self.once_per_node = once_per_node
 
 
 class NodeParts:
@@ -102,10 +107,13 @@ class NodeParts:
     :ivar own_address: ``callable() -> "http://host:port"`` of the node's own HTTP
         listener once it listens, else None.
     :ivar security: ``{name: definition}`` of the attached security components.
+    :ivar worker: None in a node of one process; in a worker process, its role
+        (:class:`broker.workers.shared.WorkerRole`): what it shares with the other
+        workers through the main process, and whether it is the primary.
     """
 
     def __init__(self, *, config, reactor, store, invoker, resources, router, upgrades,
-                 own_address=lambda: None):
+                 own_address=lambda: None, worker=None):
         self.config = config
         self.reactor = reactor
         self.store = store
@@ -114,6 +122,7 @@ class NodeParts:
         self.router = router
         self.upgrades = upgrades
         self.own_address = own_address
+        self.worker = worker
         self.security = {}
 
 
@@ -226,6 +235,7 @@ class BuildContext:
         self.invoker = parts.invoker
         self.resources = parts.resources
         self.own_address = parts.own_address
+        self.worker = parts.worker
 
     @property
     def definitions(self):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from twisted.internet import defer
 
-__all__ = ["Connections", "NoSuchConnection", "Outgoing", "Resources"]
+__all__ = ["Connections", "NoSuchConnection", "Outgoing", "Resources", "summed"]
 
 
 class NoSuchConnection(KeyError):
@@ -118,3 +118,22 @@ class Resources:
 
     def metrics_report(self):
         return {name: dict(fn()) for name, fn in self.metrics.items()}
+
+
+def summed(reports):
+    """Counters of several workers added up: numbers summed key by key, nested mappings
+    merged the same way, anything else taken from the first that has it."""
+    total = {}
+    for report in reports:
+        for key, value in report.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+                total.setdefault(key, value)
+            elif isinstance(value, dict):
+                total[key] = summed([total.get(key, {}) if isinstance(total.get(key), dict) else {},
+                                     value])
+            else:
+                previous = total.get(key, 0)
+                total[key] = previous + value if isinstance(previous, (int, float)) \
+                    and not isinstance(previous, bool) else previous
+    return total
+

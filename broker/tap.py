@@ -15,12 +15,14 @@ DEFAULT_CONFIG = os.path.join("etc", "broker.yaml")
 class Options(usage.Options):
     """Command line of ``twistd broker``."""
 
-    synopsis = "[--config etc/broker.yaml] [--listen ENDPOINT] [--pickup DIR]"
+    synopsis = "[--config etc/broker.yaml] [--listen ENDPOINT] [--pickup DIR] [--workers N|auto]"
     optParameters = [
         ["config", "c", None, f"The configuration file [default: {DEFAULT_CONFIG}, when present]"],
         ["listen", "l", None, f"HTTP listener endpoint, overriding the config [default: {DEFAULT_LISTEN}]"],
         ["pickup", "p", None, "Hot deploy: a directory whose *.py modules are deployed as they "
                               "change, overriding services.pickup"],
+        ["workers", "w", None, "Worker processes sharing the listener: a number or auto (one per "
+                               "CPU), overriding the config's workers [default: one process]"],
     ]
 
     def postOptions(self):
@@ -41,6 +43,27 @@ class Options(usage.Options):
             from broker.admin import logs  # noqa: PLC0415
             logs.TWISTD_LOGFILE = self.parent.get("logfile")
             self.parent["logger"] = "broker.admin.logs.twistd_json_observer"
+        count = _workers(self["workers"], self.node.config.workers)
+        if count is not None:  # the node was built to check it; the workers build their own
+            from broker.workers.supervisor import Supervisor
+            self.node = Supervisor(os.path.abspath(path), self.node.config, count,
+                                   self.node.listener.endpoint, pickup=self["pickup"])
+
+
+def _workers(option, configured):
+    """How many worker processes: ``--workers`` (a number or auto), else the config's; None: one
+    process, no workers."""
+    if option is None:
+        return configured
+    if option == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(option)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 256:
+        raise SystemExit(f"broker: --workers: expected a number from 1 to 256 or auto, got {option!r}")
+    return count
 
 
 def makeService(options):

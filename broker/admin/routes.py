@@ -13,8 +13,9 @@ from broker.components import ComponentType
 from broker.http.app import json_response
 from broker.http.protocol import HTTPResponse
 from broker.http.router import Route, RouteDoc
-from broker.errors import NotFound
+from broker.errors import BrokerError, NotFound
 from broker.security.credentials import Credentials, authenticate
+from broker.runtime import summed
 
 __all__ = ["ADMIN", "build_admin", "builtin_routes", "guarded"]
 
@@ -44,8 +45,9 @@ def _swagger_dir():
 
 
 class _Builtins:
-    def __init__(self, name, openapi, resources=None, version=lambda: None):
+    def __init__(self, name, openapi, resources=None, version=lambda: None, worker=None):
         self.name = name
+        self._worker = worker
         self._resources = resources
         self._openapi = openapi
         self._version = version
@@ -57,15 +59,39 @@ class _Builtins:
         return json_response(200, {"status": "ok", "name": self.name}, cid)
 
     def health(self, request, cid, params):
-        """200 when every registered check is ok, else 503; each check's report."""
+        """200 when every registered check is ok, else 503; each check's report.  In a node of
+        workers: for the whole node, with each worker's part under ``workers``."""
         ok, checks = (True, {}) if self._resources is None else self._resources.health_report()
+        if self._worker is not None:
+            return self._node(cid, lambda workers: self._node_health(ok, checks, workers, cid))
         return json_response(200 if ok else 503, {"status": "ok" if ok else "degraded",
                                                   "name": self.name, "checks": checks}, cid)
 
+    def _node_health(self, ok, checks, workers, cid):
+        ok = ok and len(workers) == self._worker.count and all(w.get("ok") for w in workers)
+        parts = [{k: v for k, v in w.items() if k != "counters"} for w in workers]
+        return json_response(200 if ok else 503, {
+            "status": "ok" if ok else "degraded", "name": self.name, "checks": checks,
+            "worker": self._worker.id, "workers": parts}, cid)
+
     def metrics(self, request, cid, params):
-        """Every component's counters as JSON."""
+        """Every component's counters as JSON (in a node of workers: summed over the workers,
+        each worker's under ``workers``)."""
         report = {} if self._resources is None else self._resources.metrics_report()
+        if self._worker is not None:
+            return self._node(cid, lambda workers: json_response(200, {
+                "name": self.name, "counters": summed([w.get("counters", {}) for w in workers]),
+                "worker": self._worker.id,
+                "workers": [{"id": w.get("id"), "pid": w.get("pid"), "counters": w.get("counters")}
+                            for w in workers]}, cid))
         return json_response(200, {"name": self.name, "counters": report}, cid)
+
+    def _node(self, cid, answer):
+        def failed(failure):
+            error = failure.value if failure.check(BrokerError) else BrokerError()
+            return json_response(error.status, {"result": "Error", "cid": cid, "code": error.code,
+                                                "details": error.message}, cid)
+        return self._worker.node_report().addCallbacks(answer, failed)
 
     def openapi(self, request, cid, params):
         version = self._version()
@@ -126,15 +152,16 @@ _STATIC = RouteDoc("The docs page's scripts and styles", {
         "enum": ["docs-init.js", *_STATIC_FILES]}}])
 
 
-def builtin_routes(name, openapi, docs=True, resources=None, version=lambda: None):
+def builtin_routes(name, openapi, docs=True, resources=None, version=lambda: None, worker=None):
     """The built-in routes.
 
     :param name: the node's name, shown by ping and the docs page.
     :param openapi: a callable returning the current OpenAPI document.
     :param resources: the node's :class:`~broker.runtime.Resources` (health, metrics).
     :param version: a callable whose answer changes when the document would.
+    :param worker: in a worker process, its role (health and metrics answer for the node).
     """
-    b = _Builtins(name, openapi, resources, version)
+    b = _Builtins(name, openapi, resources, version, worker)
     routes = [Route("broker.ping", "/broker/ping", ("GET",), b.ping, kind="builtin", doc=_PING),
               Route("broker.health", "/broker/health", ("GET",), b.health, kind="builtin", doc=_HEALTH),
               Route("broker.metrics", "/broker/metrics", ("GET",), b.metrics, kind="builtin",
@@ -160,7 +187,8 @@ def build_admin(section, ctx):
     routes, store, name = ctx.routes, ctx.store, ctx.config.name
     for route in builtin_routes(name, lambda: build_openapi(routes, store, name, __version__),
                                 docs=section.docs, resources=ctx.resources,
-                                version=lambda: (tuple(map(id, routes)), store.version))[0]:
+                                version=lambda: (tuple(map(id, routes)), store.version),
+                                worker=ctx.worker)[0]:
         ctx.add_route(route)
 
 

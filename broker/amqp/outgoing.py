@@ -292,6 +292,10 @@ class AMQPOutgoing(Service):
 
     def _fail_all(self, unconfirmed, reason):
         waiting, self._outbox = list(self._outbox), deque()
+        if unconfirmed or waiting:  # each caller gets the error; the operator gets the count
+            log.warn("amqp outgoing {name}: {unconfirmed} messages unconfirmed and {waiting} not "
+                     "sent: {reason}", name=self.name, unconfirmed=len(unconfirmed),
+                     waiting=len(waiting), reason=reason)
         for message in unconfirmed + waiting:
             self._settle(message, AMQPPublishError(reason))
         if self._timer is not None and self._timer.active():

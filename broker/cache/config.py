@@ -26,7 +26,7 @@ from broker.components import ComponentType, Needs
 from broker.config.schema import (Choice, Duration, Field, Int, ListOf, Name, Schema, Size, Str,
                                   config_error)
 
-__all__ = ["CACHE_SECTION", "FEATURE", "build_caches"]
+__all__ = ["CACHE_SECTION", "FEATURE", "backend_of", "build_caches", "memory_cache"]
 
 
 
@@ -81,8 +81,20 @@ def _build_one(section, name, prefix, ctx):
         connection = ctx.connection(section, "redis", "redis")
         return RedisCache(connection, name=name, prefix=prefix, timeout=section.timeout,
                           default_ttl=section.default_ttl, max_value_size=section.max_value_size)
-    return MemoryCache(ctx.reactor, name=name, max_entries=section.max_entries,
+    if ctx.worker is not None:  # the node's memory cache, kept by the main process
+        return ctx.worker.memory_cache(name, section)
+    return memory_cache(section, name, ctx.reactor)
+
+
+def memory_cache(section, name, clock):
+    """The memory cache a checked (default or named) cache section describes."""
+    return MemoryCache(clock, name=name, max_entries=section.max_entries,
                        default_ttl=section.default_ttl, max_value_size=section.max_value_size)
+
+
+def backend_of(section):
+    """``memory`` or ``redis``: what a checked cache section asks for."""
+    return _backend(section)
 
 
 class Caches(dict):

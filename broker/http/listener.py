@@ -1,8 +1,12 @@
 """The HTTP listener service: binds an endpoint, knows its URLs, stops cleanly."""
 
+import os
+
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import serverFromString
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 __all__ = ["Listener"]
 
@@ -19,12 +23,14 @@ class Listener(Service):
         the endpoint asked for port 0).
     """
 
-    def __init__(self, endpoint, factory, reactor=None, client_ca=None, require_client_certificate=False):
+    def __init__(self, endpoint, factory, reactor=None, client_ca=None, require_client_certificate=False,
+                 adopt=None):
         self.endpoint = endpoint
         self.client_ca = client_ca
         self.require_client_certificate = require_client_certificate
         self.factory = factory
         self._reactor = reactor
+        self._adopt = adopt
         self.port = None
 
     def privilegedStartService(self):
@@ -32,6 +38,9 @@ class Listener(Service):
         if self._reactor is None:
             from twisted.internet import reactor
             self._reactor = reactor
+        if self._adopt is not None:
+            self.port = self._adopted(*self._adopt)
+            return
         results = []
         endpoint = serverFromString(self._reactor, self.endpoint)
         if self.client_ca:
@@ -42,6 +51,19 @@ class Listener(Service):
         if hasattr(results[0], "getErrorMessage"):
             raise SystemExit(f"broker: cannot listen on {self.endpoint}: {results[0].getErrorMessage()}")
         self.port = results[0]
+
+    def _adopted(self, fd, family):
+        """Serve on the listening socket ``fd`` a worker inherited (TLS as the endpoint says)."""
+        factory = self.factory
+        endpoint = serverFromString(self._reactor, self.endpoint)
+        if self.client_ca:
+            _ask_client_certificates(endpoint, self.client_ca, self.require_client_certificate)
+        context = getattr(endpoint, "_sslContextFactory", None)  # an ssl: endpoint's
+        if context is not None:
+            factory = TLSMemoryBIOFactory(context, False, factory)
+        port = self._reactor.adoptStreamPort(fd, family, factory)
+        os.close(fd)  # the port holds its own copy
+        return port
 
     def url(self, path="/", websocket=False):
         """The URL of ``path`` on this listener once bound; None when it has no IP address."""
@@ -69,10 +91,20 @@ class Listener(Service):
         super().startService()
 
     def stopService(self):
+        """Stop accepting, then let the connections finish what they took (see
+        ``HTTPServerFactory.drain``); a Deferred firing once both are done."""
         super().stopService()
+        stopped = []
         if self.port is not None:
             port, self.port = self.port, None
-            return port.stopListening()
+            accept = getattr(port, "doRead", None)
+            if accept is not None and port.connected:
+                accept()  # take what the kernel already queued: closing would reset it
+            stopped.append(defer.maybeDeferred(port.stopListening))
+        drain = getattr(self.factory, "drain", None)
+        if drain is not None:
+            stopped.append(drain())
+        return defer.gatherResults(stopped) if stopped else None
 
 
 def _ask_client_certificates(endpoint, ca_path, required):

@@ -109,6 +109,7 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
             self._respond(self._error_response(503, "Too many connections"))
             return
         factory.open_connections += 1
+        factory.protocols.add(self)
         self._counted = True
         self._counters["connections"] += 1
         self.transport.registerProducer(self, True)
@@ -120,6 +121,7 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         if self._counted:
             self._counted = False
             self.factory.open_connections -= 1
+            self.factory.protocols.discard(self)
         if self._upgraded is not None:
             self._upgraded.connectionLost(reason)
             return
@@ -517,6 +519,18 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         else:
             self._refuse(400, "Malformed request", "malformed")
 
+    def drain(self):
+        """The node is stopping: answer every request taken, the last saying ``Connection:
+        close``, then close; an idle connection closes now.  An upgraded one (WebSocket) is
+        closed by its endpoint."""
+        if self._upgraded is not None or self._closing:
+            return
+        last = self._queue[-1] if self._queue else self._active
+        if last.__class__ is HTTPRequest:
+            last.keep_alive = False
+        elif last is None and not (self._in_head or self._in_body):
+            self._close()
+
     def _close(self, abort=False):
         """Close after what was written is taken (within ``write_timeout``), or at once."""
         if self._closing:
@@ -553,7 +567,7 @@ class HTTPServerFactory(Factory):
     noisy = False
 
     def __init__(self, handler, limits=HTTPLimits(), reactor=None, server_header="broker",
-                 access_log=None, extra_headers=()):
+                 access_log=None, extra_headers=(), worker=None):
         if reactor is None:
             from twisted.internet import reactor
         self.handler = handler
@@ -564,9 +578,13 @@ class HTTPServerFactory(Factory):
         self.open_connections = 0
         self.statuses = {}  # status -> answers (streamed ones counted at their head)
         self.bytes_received = self.bytes_sent = 0  # streamed bodies not counted in bytes_sent
+        self.protocols = set()
+        self._draining = None
         server = "".join(c for c in server_header or "" if " " <= c != "\x7f")
         server = f"Server: {server}\r\n".encode("latin-1", "replace") if server else b""
         server += b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in extra_headers)
+        if worker is not None:  # which worker of the node answered
+            server += b"X-Broker-Worker: %d\r\n" % worker
         self.tail = server + b"\r\n"
         self.tail_close = server + b"Connection: close\r\n\r\n"
         self.tail_keep_alive = server + b"Connection: keep-alive\r\n\r\n"
@@ -581,6 +599,26 @@ class HTTPServerFactory(Factory):
         """The counters, connections open now, bytes in and out, and answers by status."""
         return {**self.counters, "open": self.open_connections, "bytes_received": self.bytes_received,
                 "bytes_sent": self.bytes_sent, "statuses": dict(self.statuses)}
+
+    def drain(self, interval=0.05):
+        """Finish every connection's requests, then close it (see :meth:`HTTPProtocol.drain`);
+        a Deferred firing once none is open.  Call it after the port stopped accepting."""
+        if self._draining is not None:
+            return self._draining
+        done = self._draining = Deferred(lambda _: call is not None and call.active() and call.cancel())
+        call = None
+
+        def tick():
+            nonlocal call
+            for protocol in list(self.protocols):
+                protocol.drain()
+            if self.protocols:
+                call = self.reactor.callLater(interval, tick)
+            else:
+                self._draining = None
+                done.callback(None)
+        tick()
+        return done
 
     def date_line(self, now):
         """The ``Date`` header line at ``now``, rendered at most once a second."""

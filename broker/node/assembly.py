@@ -8,12 +8,16 @@ node's parts.  The same assembler rebuilds one component (and those built on
 it) when its section changes while the node runs.
 """
 
+from twisted.logger import Logger
+
 from broker.components import (CHANNEL, CONNECTION, FEATURE, KINDS, OUTGOING, SECURITY,
                                BuildContext, Component)
 from broker.config import ConfigError
 from broker.config.schema import config_error
 
 __all__ = ["Assembler", "Registry", "URLSection"]
+
+log = Logger()
 
 
 class Registry:
@@ -76,10 +80,24 @@ class Assembler:
     def build_all(self, config):
         """Build and attach every component ``config`` declares; the list in build order."""
         for key, section in self.order(self.sections(config), self.built):
+            if not self.here(key, section):
+                continue
             component = self.build(key, section, self.built)
             component.attach(self.parts)
             self.built[key] = component
         return list(self.built.values())
+
+    def here(self, key, section):
+        """Whether this process builds ``key``: every section, but in a node of worker
+        processes one that must run once per node is built by the primary worker alone."""
+        worker = self.parts.worker
+        if worker is None or worker.primary:
+            return True
+        once = getattr(self.registry.type_of(key, section), "once_per_node", None)
+        if once is not None and once(section):
+            log.info("{kind} {name} runs in the primary worker only", kind=key[0], name=key[1])
+            return False
+        return True
 
     def order(self, declared, built):
         """``declared`` and the connections they name by URL, each after what it needs.

@@ -5,6 +5,7 @@ by ``type`` through :mod:`broker.node.registry`; what one section names in
 another is checked when the node is assembled (:mod:`broker.node.assembly`).
 """
 
+import os
 from collections.abc import Mapping
 
 from broker.config.loader import load_yaml
@@ -75,6 +76,9 @@ LIMITS = Schema("limits", {
     "threads": Field(Int(min=1, max=512), default=10),
     "thread_queue": Field(Int(min=1), default=1000),
     "thread_stop_timeout": Field(Duration(), default=10.0),
+    "shutdown_timeout": Field(Duration(min=0.1, max=3600), default=30.0,
+                              doc="on SIGTERM (or a worker's rolling restart), in-flight requests, "
+                                  "services and AMQP deliveries get this long to finish"),
 })
 
 ADMIN = Schema("admin", {
@@ -83,6 +87,18 @@ ADMIN = Schema("admin", {
     "dashboard_interval": Field(Duration(min=0.1, max=60), default="1s",
                                 doc="how often the dashboard gets a new snapshot"),
 })
+
+
+class Workers(Int):
+    """How many worker processes: a number from 1 to 256, or ``auto`` (one per CPU)."""
+
+    def __init__(self):
+        super().__init__(min=1, max=256)
+
+    def _check(self, value, where):
+        if value == "auto":
+            return os.cpu_count() or 1
+        return super()._check(value, where)
 
 
 class _Schemas(Mapping):
@@ -108,6 +124,9 @@ _CORE = {
     "simpleio": Field(SIMPLEIO, default={}),
     "limits": Field(LIMITS, default={}),
     "admin": Field(ADMIN, default={}),
+    "workers": Field(Workers(), default=None,
+                     doc="worker processes sharing the HTTP port: a number, or auto (one per "
+                         "CPU); none: one process"),
     "security": Field(ListOf(Tagged("type", _Schemas(SECURITY_TYPES))), default=[]),
     "connections": Field(ListOf(Tagged("type", _Schemas(CONNECTION_TYPES))), default=[]),
     "outgoing": Field(ListOf(Tagged("type", _Schemas(OUTGOING_TYPES))), default=[]),

@@ -8,6 +8,7 @@ one component (and rebuild those built on it) without touching the rest.
 """
 
 import gc
+import os
 from pathlib import Path
 
 from twisted.application.service import MultiService, Service
@@ -35,7 +36,7 @@ from broker.services.invoker import Invoker
 from broker.services.store import ServiceLoadError, ServiceStore
 from broker.services.threads import ThreadRunner
 
-__all__ = ["BrokerNode", "build_node"]
+__all__ = ["BrokerNode", "build_node", "exit_zero_on_sigterm"]
 
 log = Logger()
 
@@ -100,6 +101,11 @@ class BrokerNode(MultiService):
         self.reactor.callWhenRunning(self._ready)
 
     def stopService(self):
+        """Stop within ``limits.shutdown_timeout`` (see :meth:`stop_within`)."""
+        exit_zero_on_sigterm(self.reactor)
+        return self.stop_within(self.config.limits.shutdown_timeout)
+
+    def _stop_everything(self):
         """Stop taking work first (the listener, and the channels, which drain what they
         took), then the rest: a service still running for a draining channel can use the
         outgoing connections and features it needs until it is done."""
@@ -111,13 +117,40 @@ class BrokerNode(MultiService):
         d.addCallback(lambda _: _stop_all([c for c in children if c not in takers]))
         return d
 
+    def stop_within(self, timeout):
+        """Stop, given at most ``timeout`` seconds: a Deferred firing once everything
+        stopped or the time is up (what was still running is logged)."""
+        done = defer.Deferred()
+        stopped = defer.maybeDeferred(self._stop_everything)
+
+        def finished(_):
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        def late():
+            running = [child.name for child in self if getattr(child, "running", False)]
+            log.warn("broker {name}: stopping took more than limits.shutdown_timeout ({timeout}s); "
+                     "leaving {running}", name=self.config.name, timeout=timeout,
+                     running=", ".join(running) or "nothing")
+            done.callback(None)
+
+        timer = self.reactor.callLater(timeout, late)
+        stopped.addBoth(finished)
+        return done
+
     def _ready(self):
         # Everything built at startup lives as long as the node: move it out of the
         # collector's sight, so a full collection scans only what requests allocate.
         gc.collect()
         gc.freeze()
         # Logged once the reactor runs (signal handlers are installed): the node is up.
-        log.info("broker {name} ready: {urls}", name=self.config.name, urls=" ".join(self.urls()))
+        worker = self.parts.worker
+        if worker is None:
+            log.info("broker {name} ready: {urls}", name=self.config.name, urls=" ".join(self.urls()))
+        else:  # the main process says when the whole node is
+            log.info("worker {id} ready (pid {pid})", id=worker.id, pid=os.getpid())
 
     def urls(self):
         """Where to go first: the docs page, the WebSocket endpoints, the live page and the
@@ -174,6 +207,14 @@ class BrokerNode(MultiService):
                  keys=", ".join(f"{kind} {name}" for kind, name in (c.key for c in components)))
 
 
+def exit_zero_on_sigterm(reactor):
+    """A node stopped by SIGTERM stopped as asked: exit 0 (twistd would kill itself with the
+    signal again once the reactor stopped, making the exit status -15)."""
+    import signal
+    if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+        reactor._exitSignal = None
+
+
 def _stop_all(services):
     """Stop ``services`` together; a Deferred firing once all stopped."""
     return defer.DeferredList([defer.maybeDeferred(service.stopService) for service in services])
@@ -186,11 +227,14 @@ def _how_to_enable(section, key):
     return f"set {' or '.join(variables)} ({where})" if variables else str(where)
 
 
-def build_node(path, listen=None, reactor=None, pickup=None):
+def build_node(path, listen=None, reactor=None, pickup=None, worker=None, adopt=None):
     """Load ``path`` and build the node; :class:`ConfigError` on any mistake.
 
     :param listen: an endpoint string overriding ``http.listen``.
     :param pickup: a hot-deploy directory overriding ``services.pickup``.
+    :param worker: in a worker process, its :class:`~broker.workers.shared.WorkerRole`.
+    :param adopt: ``(fd, address family, endpoint string)``: serve on that listening
+        socket (a worker's, bound by the main process) instead of binding one.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -217,16 +261,18 @@ def build_node(path, listen=None, reactor=None, pickup=None):
     app = HTTPApp(router, invoker, access_log=config.http.access_log)
     factory = HTTPServerFactory(app, _http_limits(limits), reactor=reactor,
                                 server_header=config.http.server_header, access_log=app.access_log,
-                                extra_headers=security_headers(config.http, listen))
+                                extra_headers=security_headers(config.http, listen),
+                                worker=None if worker is None else worker.id)
     resources.metrics.update(invoker=lambda: invoker.counters, threads=threads.metrics,
                              json=lambda: JSON_COUNTERS, http=factory.metrics)
 
-    listener = Listener(_endpoint(config, listen, reactor), factory, reactor,
+    listener = Listener(adopt[2] if adopt else _endpoint(config, listen, reactor), factory, reactor,
                         client_ca=config.http.client_ca,
-                        require_client_certificate=config.http.client_certificate == "required")
+                        require_client_certificate=config.http.client_certificate == "required",
+                        adopt=adopt[:2] if adopt else None)
     parts = NodeParts(config=config, reactor=reactor, store=store, invoker=invoker,
                       resources=resources, router=router, upgrades=app.upgrade_handlers,
-                      own_address=listener.own_address)
+                      own_address=listener.own_address, worker=worker)
     assembler = Assembler(parts, REGISTRY)
     assembler.build_all(config)
     node = BrokerNode(config, parts, assembler, threads, factory, listener)

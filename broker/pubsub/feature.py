@@ -15,7 +15,7 @@ from broker.pubsub.access import ANONYMOUS, Access, Grant
 from broker.pubsub.hub import Hub, TopicPolicy
 from broker.pubsub.topics import OWNED_PREFIX, TopicError, check_pattern
 
-__all__ = ["FEATURE", "PUBSUB", "PubSubService", "build_pubsub"]
+__all__ = ["FEATURE", "PUBSUB", "PubSubService", "build_pubsub", "topic_policies"]
 
 
 def _patterns(values):
@@ -121,6 +121,17 @@ class PubSubService(Service):
         return stop() if stop is not None else None
 
 
+def topic_policies(section):
+    """The :class:`TopicPolicy` list of a checked ``pubsub`` section, the default last."""
+    policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
+                            t.overflow or section.overflow) for t in section.topics]
+    # tasks' results (broker.tasks.<id>, read once by their owner): no history unless the
+    # config says otherwise, so they never push other topics' history out
+    policies.append(TopicPolicy(OWNED_PREFIX + "#", 0, section.overflow))
+    policies.append(TopicPolicy("#", section.history, section.overflow))
+    return policies
+
+
 def build_pubsub(section, ctx):
     """The node's topics from the checked ``pubsub`` section; None when disabled.
 
@@ -140,17 +151,14 @@ def build_pubsub(section, ctx):
         grants[name] = Grant(name, grant.subscribe, grant.publish, grant.invoke)
     access = Access(ctx.definitions, grants, ctx.resources)
 
-    policies = [TopicPolicy(t.pattern, section.history if t.history is None else t.history,
-                            t.overflow or section.overflow) for t in section.topics]
-    # tasks' results (broker.tasks.<id>, read once by their owner): no history unless the
-    # config says otherwise, so they never push other topics' history out
-    policies.append(TopicPolicy(OWNED_PREFIX + "#", 0, section.overflow))
-    policies.append(TopicPolicy("#", section.history, section.overflow))
+    policies = topic_policies(section)
     if section.redis:
         connection = ctx.connection(section, "redis", "redis")
         store = RedisStore(connection, section.namespace, ctx.reactor, section.history_ttl,
                            section.bus_retry_delay, section.bus_retry_max_delay)
         ctx.health("pubsub", store.health)
+    elif ctx.worker is not None:
+        store = ctx.worker.pubsub_store()  # the node's, kept by the main process
     else:
         store = MemoryStore(ctx.reactor, section.max_topics)
     hub = Hub(store, policies, section.max_message_size, section.max_replay, ctx.reactor)

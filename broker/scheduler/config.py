@@ -28,7 +28,7 @@ from broker.cache.redis import RedisCache
 from broker.components import ComponentType, Needs
 from broker.config.schema import (Any, Bool, Choice, Duration, Field, Int, ListOf, Name, Schema,
                                   Str, Type, config_error)
-from broker.scheduler.lock import LocalLock, RedisLeaderLock
+from broker.scheduler.lock import LocalLock, RedisLeaderLock, StandbyLock
 from broker.scheduler.scheduler import Job, Scheduler
 from broker.scheduler.services import scheduler_services
 from broker.scheduler.triggers import CronTrigger, IntervalTrigger, OnceTrigger
@@ -157,7 +157,9 @@ def build_scheduler(section, ctx):
                                owner=f"{ctx.config.name}:{_node_id()}", ttl=section.lock_ttl,
                                renew=section.lock_renew)
     else:
-        store, lock = ctx.feature("cache")["default"], LocalLock()
+        store = ctx.feature("cache")["default"]
+        # in a node of worker processes, the primary alone runs the jobs
+        lock = LocalLock() if ctx.worker is None or ctx.worker.primary else StandbyLock()
     scheduler.store, scheduler.lock = store, lock
     ctx.health("scheduler", scheduler.health)
     ctx.metrics("scheduler", scheduler.metrics)

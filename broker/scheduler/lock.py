@@ -17,7 +17,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-__all__ = ["LocalLock", "RedisLeaderLock"]
+__all__ = ["LocalLock", "RedisLeaderLock", "StandbyLock"]
 
 log = Logger()
 
@@ -42,6 +42,19 @@ class LocalLock(Service):
 
     def status(self):
         return {"mode": "local", "held": True}
+
+
+class StandbyLock(LocalLock):
+    """Never held: a worker process that is not its node's primary (the primary runs
+    the jobs, once per node)."""
+
+    owner = "primary worker"
+
+    def held(self):
+        return False
+
+    def status(self):
+        return {"mode": "primary worker", "held": False}
 
 
 class RedisLeaderLock(Service):

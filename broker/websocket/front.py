@@ -32,6 +32,9 @@ def build_fronts(section, ctx):
         factory = PubSubFactory(hub, access, invocations, ws, ctx.reactor,
                                 ctx.config.limits.write_timeout)
         factory.resources = ctx.resources   # resources.tasks: whose a task topic is
+        invocations.after_drain = factory.going_away
+        if ctx.worker is not None:  # which worker of the node took the connection
+            factory.handshake_headers = {"X-Broker-Worker": str(ctx.worker.id)}
         ctx.add_upgrade(ws.path, factory.upgrade)
         ctx.metrics("websocket", factory.metrics)
         return factory

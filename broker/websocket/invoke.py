@@ -9,6 +9,8 @@ handshake identified.  The invoker encodes the answer (so
 ``ok`` frame as it is.
 """
 
+from twisted.internet import defer
+
 from broker.channels import MessageChannel
 from broker.config.schema import Section
 from broker.errors import ServiceUnavailable
@@ -28,10 +30,14 @@ class InvokeChannel(MessageChannel):
 
     def __init__(self, ctx):
         super().__init__(_SECTION, ctx)
+        self.after_drain = None  # the endpoint's going_away: close its connections with 1001
 
     def stopService(self):
         super().stopService()
-        return self.drain()
+        d = defer.maybeDeferred(self.drain)
+        if self.after_drain is not None:
+            d.addBoth(lambda _: self.after_drain())
+        return d
 
     def invoke(self, protocol, request_id, service, data, traceparent=None):
         """Run ``service`` with ``data`` for ``protocol``'s caller; answer ``request_id``

@@ -82,11 +82,12 @@ class PubSubProtocol(WebSocketServerProtocol):
             factory.counters["rate_limited"] += 1
             raise ConnectionDeny(429, "too many requests") from None
         self.traceparent = headers.get("traceparent")  # the trace invocations continue
-        return None
+        return (None, factory.handshake_headers) if factory.handshake_headers else None
 
     def onOpen(self):
         factory = self.factory
         factory.counters["opened"] += 1
+        factory.open.add(self)
         self._pending = 0
         self.session = Session(factory.hub, self, factory.queue_size, factory.max_subscriptions)
         self.session.owner = f"{self.grant.name}:{self.caller or ''}"
@@ -94,6 +95,10 @@ class PubSubProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self._cancel_write_deadline()
+        self.factory.open.discard(self)
+        if not self.factory.open and self.factory.all_closed is not None:
+            all_closed, self.factory.all_closed = self.factory.all_closed, None
+            all_closed.callback(None)
         if self.session is not None:
             self.factory.counters["closed"] += 1
             self.session.stop()
@@ -377,6 +382,10 @@ class PubSubFactory(WebSocketServerFactory):
         self.close_after = limit.close_after if limit is not None else 0
         self.frame_buckets = Buckets(reactor, max(options.max_connections, 1))
         self.allowed_origins = tuple(options.allowed_origins)
+        self.handshake_headers = {}  # sent with every accepted handshake
+        self.open = set()          # protocols whose handshake is done
+        self.all_closed = None     # fired once going_away finds every one closed
+        self.close_timeout = options.close_handshake_timeout
         self.counters = {"opened": 0, "closed": 0, "auth_refused": 0, "origin_refused": 0,
                          "received": 0, "errors_sent": 0, "paused": 0, "write_timeouts": 0,
                          "rate_limited": 0, "closed_for_abuse": 0}
@@ -435,6 +444,22 @@ class PubSubFactory(WebSocketServerFactory):
 
     def metrics(self):
         return {**self.counters, "connections": self.countConnections}
+
+    def going_away(self):
+        """The node is stopping: close every connection with 1001; a Deferred firing once all
+        are closed (at most the close handshake timeout later: then they are dropped)."""
+        if not self.open:
+            return defer.succeed(None)
+        self.all_closed = defer.Deferred()
+        for protocol in list(self.open):
+            # sendClose admits only 1000 and 3000-4999; 1001 is a protocol-level close
+            protocol._fail_connection(1001, "the broker is stopping")
+
+        def drop():
+            for protocol in list(self.open):
+                protocol.dropConnection(abort=True)
+        timer = self.reactor.callLater(self.close_timeout + 0.5, drop)
+        return self.all_closed.addBoth(lambda _: timer.active() and timer.cancel())
 
     def upgrade(self, http_request):
         """``HTTPApp.upgrade_handlers`` hook: the protocol for a WebSocket upgrade, or None."""

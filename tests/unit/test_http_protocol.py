@@ -1077,3 +1077,53 @@ class RequestTypeTests(SynchronousTestCase):
         req = HTTPRequest("GET", "/", "", "1.1", {}, b"", True, "1.2.3.4", b"")
         self.assertFalse(hasattr(req, "__dict__"))
         self.assertEqual(HTTPResponse(200, []).body, b"")
+
+
+class DrainTests(ProtocolTestCase):
+    """Stopping: every request taken is answered (saying ``Connection: close``), then the
+    connection closes; an idle keep-alive connection closes at once."""
+
+    def test_an_idle_keep_alive_connection_closes_at_once(self):
+        self.connect()
+        self.send(request("GET", "/a"))
+        self.assertEqual([r.status for r in self.responses()], [200])
+        self.assertOpen()
+        drained = self.factory.drain()
+        self.assertClosed()
+        self.protocol.connectionLost(None)
+        self.assertEqual(self.successResultOf(drained), None)
+
+    def test_requests_taken_are_answered_the_last_with_connection_close_then_closed(self):
+        self.connect()
+        pending = Deferred()
+        self.handler.answers["/slow"] = pending
+        self.send(request("GET", "/slow") + request("GET", "/next"))
+        drained = self.factory.drain()
+        self.assertOpen()
+        self.assertNoResult(drained)
+        pending.callback(HTTPResponse(200, [("Content-Type", "text/plain")], b"done"))
+        answers = self.responses()
+        self.assertEqual([(r.status, r.body) for r in answers],
+                         [(200, b"done"), (200, b'{"path": "/next"}')])
+        self.assertEqual([r.headers.get("connection") for r in answers], [None, "close"])
+        self.assertClosed()
+        self.protocol.connectionLost(None)
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(drained), None)
+
+    def test_drain_waits_for_every_connection(self):
+        self.connect()
+        other, other_transport = self.open_connection()
+        pending = Deferred()
+        self.handler.answers["/slow"] = pending
+        other.dataReceived(request("GET", "/slow"))
+        drained = self.factory.drain()
+        self.assertClosed()
+        self.protocol.connectionLost(None)
+        self.clock.advance(1)
+        self.assertNoResult(drained)
+        pending.callback(HTTPResponse(200, [], b"ok"))
+        self.assertFalse(other_transport.connected)
+        other.connectionLost(None)
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(drained), None)

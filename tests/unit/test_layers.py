@@ -18,7 +18,7 @@ LAYERS = [
     ("core", {"services", "simpleio", "runtime", "security", "components", "channels"}),
     ("features", {"redis", "cache", "pubsub", "scheduler", "tasks"}),
     ("transports", {"http", "websocket", "amqp", "zmq", "wsgi", "loopback"}),
-    ("root", {"node", "auth", "admin", "fixtures", "tap", "cli", "testing", "__init__"}),
+    ("root", {"node", "auth", "admin", "fixtures", "tap", "cli", "testing", "workers", "__init__"}),
 ]
 #: Units that stand apart: they import nothing of the broker.
 APART = {"client"}
