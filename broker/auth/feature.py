@@ -149,6 +149,8 @@ def _stores(section, ctx):
         revocations = ctx.add_service(RedisRevocations(
             ctx.connection(revocation, "redis", "redis"), clock, prefix=revocation.prefix,
             max_entries=revocation.max_entries, interval=revocation.sync_interval))
+    elif ctx.worker is not None:  # every worker learns each revocation at once
+        revocations = ctx.worker.revocations(revocation.max_entries)
     else:
         revocations = MemoryRevocations(clock, revocation.max_entries)
     if limits.redis:

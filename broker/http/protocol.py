@@ -89,6 +89,7 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         self._upgrade_candidate = self._upgrade_wait = self._resumed = self._upgraded = None
         # connection state, flow control and the timer
         self._discard = self._closing = self._counted = self._registered = False
+        self._last_request = False
         self._pipeline_paused = self._consumer_paused = self._reading_paused = False
         self._timer = self._timer_kind = None
         self._deadline = 0.0
@@ -295,6 +296,8 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         if self._parser.should_upgrade():
             self._upgrade_candidate = request
             return
+        if self._last_request:  # the node is stopping: this request is answered, then we close
+            request.keep_alive = False
         if not request.keep_alive:
             self._discard = True
         self._queue.append(request)
@@ -525,11 +528,12 @@ class HTTPProtocol(UpgradeHandOver, FlowControl, Protocol):
         closed by its endpoint."""
         if self._upgraded is not None or self._closing:
             return
+        self._last_request = True
         last = self._queue[-1] if self._queue else self._active
         if last.__class__ is HTTPRequest:
             last.keep_alive = False
-        elif last is None and not (self._in_head or self._in_body):
-            self._close()
+        elif last is None and not (self._in_head or self._in_body or self._fresh):
+            self._close()  # idle after an answer; a new connection may still send its request
 
     def _close(self, abort=False):
         """Close after what was written is taken (within ``write_timeout``), or at once."""

@@ -159,10 +159,18 @@ def _text(value):
 
 
 def build_live_state(section, ctx):
-    """The node's :class:`LiveState`: Redis when ``live.redis``, else the state file, else memory."""
+    """The node's :class:`LiveState`: Redis when ``live.redis``, else the state file, else memory
+    (in a worker process, the main process's, which every worker polls)."""
     if section.redis:
         return RedisLiveState(ctx.connection(section, "redis", "redis"), section.prefix,
                               section.poll_interval)
+    if ctx.worker is not None:
+        return ctx.worker.live_state(section.poll_interval)
+    return main_live_state(section)
+
+
+def main_live_state(section):
+    """The state file (or memory) a checked ``live`` section without Redis describes."""
     if not section.persist:
         return MemoryLiveState()
     path = section.state_file

@@ -53,6 +53,8 @@ def build_tasks(section, ctx):
         return None
     if section.redis:
         store = RedisTaskStore(ctx.connection(section, "redis", "redis"), section.namespace)
+    elif ctx.worker is not None:  # the node's, kept by the main process
+        store = ctx.worker.task_store()
     else:
         store = MemoryTaskStore(ctx.reactor, section.max_tasks)
     resources = ctx.resources

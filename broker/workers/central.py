@@ -9,6 +9,8 @@ node's memory caches; and it sums what each worker reports for the node's
 pub/sub or a cache, the workers use Redis directly, as separate nodes do.
 """
 
+from collections import deque
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -69,14 +71,20 @@ class Central:
         for name, section in sections:
             if backend_of(section) == "memory":
                 self.caches[name] = memory_cache(section, name, reactor)
+        self.objects = _node_objects(config, reactor)
         self.handlers = {"publish": self.publish, "replay": self.replay, "cache": self.cache,
-                         "node_report": self.node_report}
+                         "node_report": self.node_report, "object": self.call_object}
+        self.notices = {"broadcast": self.broadcast}
+        self._told = {}  # kind -> recent broadcasts, told again to a worker that starts later
 
     # -- links ------------------------------------------------------------------------------
 
     def add(self, link):
-        """Share with one more worker (its link is connected)."""
+        """Share with one more worker (its link is connected); tell it what was broadcast."""
         self.links.append(link)
+        for kind, told in self._told.items():
+            for args in told:
+                link.notify(kind, *args)
 
     def remove(self, link):
         if link in self.links:
@@ -101,6 +109,22 @@ class Central:
             raise KeyError(f"no memory cache {name}")
         return _CACHE_OPS[op](cache, *args)
 
+    def call_object(self, name, method, *args):
+        """A method of one of the node's objects (the task store, the live state)."""
+        found = self.objects.get(name)
+        if found is None or method not in found[1]:
+            raise KeyError(f"no node object {name}.{method}")
+        return getattr(found[0], method)(*args)
+
+    def broadcast(self, kind, *args):
+        """A worker's news for every worker (a token revoked): sent to all, and kept (bounded)
+        for workers that start later."""
+        told = self._told.setdefault(kind, deque(maxlen=100_000))
+        told.append(args)
+        frame = Link.notice_frame(kind, *args)
+        for link in self.links:
+            link.send_frame(frame)
+
     def node_report(self):
         """Every worker's report: ``{"workers": [...]}`` (a worker that does not answer in
         time is reported with its error)."""
@@ -121,6 +145,21 @@ class Central:
             return reports
         return defer.gatherResults(asked).addCallback(
             lambda answers: merged([(True, a) for a in answers]))
+
+
+def _node_objects(config, reactor):
+    """``{name: (object, methods workers may call)}``: what the main process keeps for all."""
+    objects = {}
+    tasks = config.tasks
+    if tasks.enabled and not tasks.redis:
+        from broker.tasks.store import MemoryTaskStore
+        objects["tasks"] = (MemoryTaskStore(reactor, tasks.max_tasks),
+                            {"put", "get", "heartbeat", "alive"})
+    live = config.live
+    if not live.redis:
+        from broker.node.livestate import main_live_state
+        objects["live"] = (main_live_state(live), {"load", "save", "version"})
+    return objects
 
 
 # -- the node's memory caches, as the main process applies workers' operations ------------------

@@ -101,10 +101,10 @@ class Link(Int32StringReceiver):
 
     @staticmethod
     def notice_frame(op, *args):
-        return orjson.dumps([NOTICE, op, args])
+        return _dumps([NOTICE, op, args])
 
     def _send(self, frame):
-        self.sendString(orjson.dumps(frame))
+        self.sendString(_dumps(frame))
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -165,6 +165,11 @@ class Link(Int32StringReceiver):
     def _reply(self, frame):
         if self.connected:
             self._send(frame)
+
+
+def _dumps(frame):
+    """orjson, with what reports hold besides JSON's own types (int keys, sets...) as text."""
+    return orjson.dumps(frame, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _error_frame(call_id, op, failure):

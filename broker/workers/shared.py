@@ -12,6 +12,8 @@ any other once the ``set`` has answered (linearizable per key, one hop of
 latency more than a local cache).
 """
 
+from functools import partial
+
 from twisted.internet import defer
 
 from broker.cache.base import CacheBase, decode
@@ -153,3 +155,41 @@ class WorkerRole:
 
     def memory_cache(self, name, section):
         return NodeCache(self.link, name, section.default_ttl, section.max_value_size)
+
+    def task_store(self):
+        """The node's task store, kept by the main process (any worker answers a status)."""
+        return NodeObject(self.link, "tasks", ("put", "get", "heartbeat", "alive"))
+
+    def live_state(self, poll_interval):
+        """The node's live-configuration state, kept by the main process; every worker polls
+        its version and applies what another worker changed."""
+        from broker.node.livestate import LiveState
+
+        class NodeLiveState(NodeObject, LiveState):
+            shared = True
+            where = "the main process"
+        state = NodeLiveState(self.link, "live", ("load", "save", "version"))
+        state.poll_interval = poll_interval
+        return state
+
+    def revocations(self, max_entries):
+        """Token revocations: one made in any worker reaches every worker at once."""
+        from broker.security.tokens import MemoryRevocations
+        link = self.link
+
+        class NodeRevocations(MemoryRevocations):
+            def revoke(self, jti, expires_at):
+                super().revoke(jti, expires_at)
+                link.notify("broadcast", "revoked", jti, expires_at)
+        revocations = NodeRevocations(self.link.reactor, max_entries)
+        link.notices["revoked"] = revocations.add
+        return revocations
+
+
+class NodeObject:
+    """One of the main process's objects (``Central.objects``): each method a call over the link."""
+
+    def __init__(self, link, name, methods):
+        self.counters = {}  # the main process's object counts; a worker has none of its own
+        for method in methods:  # instance attributes: they win over a base class's methods
+            setattr(self, method, partial(link.call, "object", name, method))

@@ -182,7 +182,8 @@ class Supervisor(Service):
 
     def _spawn(self, slot, generation=0):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        link = Link(self.central.handlers, {}, self.reactor, on_lost=self.central.remove)
+        link = Link(self.central.handlers, dict(self.central.notices), self.reactor,
+                    on_lost=self.central.remove)
         link.worker_id = slot
         worker = _Worker(self, slot, generation, link)
         link.notices["ready"] = lambda *_: worker.ready.called or worker.ready.callback(worker)

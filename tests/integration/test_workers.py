@@ -299,9 +299,9 @@ connections:
     channel.queue_declare(queue, durable=False, auto_delete=False)
     channel.queue_declare(replies, durable=False, auto_delete=False)
     try:
-        total = 300
+        total = 500
         for n in range(total):
-            channel.basic_publish("", queue, json.dumps({"n": n, "ms": 20}).encode(),
+            channel.basic_publish("", queue, json.dumps({"n": n, "ms": 200}).encode(),
                                   pika.BasicProperties(reply_to=replies, correlation_id=str(n)))
         node = start(config=config)
         assert wait_until(lambda: channel.queue_declare(replies, passive=True).method.message_count
@@ -354,3 +354,43 @@ def test_sigterm_finishes_a_slow_request_closes_websockets_with_1001_and_exits_0
         assert node._proc.wait(30) == 0, node.output[-3000:]
     finally:
         node.stop()
+
+
+def test_live_changes_and_task_status_are_the_node_s_whichever_worker_is_asked(tmp_path):
+    import base64
+    sample = (ROOT / "etc" / "broker.yaml").read_text().replace("../plugins", str(ROOT / "plugins"))
+    config = tmp_path / "broker.yaml"
+    config.write_text(sample)
+    node = BrokerProcess(config, args=["--workers", "2"]).start(timeout=60)
+    auth = {"Authorization": "Basic " + base64.b64encode(
+        f"admin:{node.admin_password}".encode()).decode()}
+    try:
+        status, _, body = node.request("POST", "/broker/admin/config/channels", json.dumps(
+            {"name": "w.echo", "type": "http", "path": "/w/echo", "service": "demo.echo"}), auth)
+        assert status in (200, 201), body
+
+        def served_by_both():
+            seen = set()
+            for _ in range(40):
+                status, headers, _ = node.request("POST", "/w/echo", '{"text": "x"}')
+                if status != 200:
+                    return False
+                seen.add(headers["x-broker-worker"])
+            return seen == {"0", "1"}
+        assert wait_for(served_by_both, "the new channel served by both workers", timeout=20)
+
+        status, headers, body = node.request("POST", "/broker/invoke", json.dumps(
+            {"service": "demo.echo", "data": {"text": "hi"}, "async": True}), auth)
+        assert status == 202, body
+        location = headers["location"]
+        answered = {}
+        for _ in range(200):
+            status, headers, body = node.request("GET", location, None, auth)
+            assert status == 200, body
+            if json.loads(body)["status"] == "done":
+                answered[headers["x-broker-worker"]] = json.loads(body)["data"]
+            if len(answered) == 2:
+                break
+        assert answered == {"0": {"text": "hi"}, "1": {"text": "hi"}}
+    finally:
+        node.stop(timeout=30)

@@ -1111,8 +1111,21 @@ class DrainTests(ProtocolTestCase):
         self.clock.advance(0.1)
         self.assertEqual(self.successResultOf(drained), None)
 
+    def test_a_new_connection_gets_its_first_request_answered_with_connection_close(self):
+        self.connect()  # accepted just before the stop: its request is still on its way
+        drained = self.factory.drain()
+        self.assertOpen()
+        self.send(request("GET", "/first"))
+        answers = self.responses()
+        self.assertEqual([(r.status, r.headers.get("connection")) for r in answers], [(200, "close")])
+        self.assertClosed()
+        self.protocol.connectionLost(None)
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(drained), None)
+
     def test_drain_waits_for_every_connection(self):
         self.connect()
+        self.send(request("GET", "/a"))
         other, other_transport = self.open_connection()
         pending = Deferred()
         self.handler.answers["/slow"] = pending

@@ -141,3 +141,42 @@ def test_summed_adds_numbers_and_merges_mappings():
     total = summed([{"http": {"requests": 2, "mode": "a"}, "n": 1, "ok": True},
                     {"http": {"requests": 3, "mode": "b"}, "n": 4, "ok": False}])
     assert total == {"http": {"requests": 5, "mode": "a"}, "n": 5, "ok": True}
+
+
+def test_the_task_store_and_live_state_are_the_main_process_s(pair):
+    from broker.workers.shared import WorkerRole
+    role = WorkerRole(1, pair.worker, False)
+    store = role.task_store()
+    assert pair.result(store.put({"id": "t1", "status": "pending"}, 60)) is None
+    assert pair.result(store.get("t1")) == {"id": "t1", "status": "pending"}
+    assert pair.result(pair.central.objects["tasks"][0].get("t1")) == {"id": "t1", "status": "pending"}
+    live = role.live_state(1.0)
+    assert live.shared
+    before = pair.result(live.version())
+    pair.result(live.save("channel:x", {"name": "x"}, "admin:ops"))
+    assert pair.result(live.version()) != before
+    assert pair.result(live.load())["channel:x"]["raw"] == {"name": "x"}
+
+
+def test_a_revocation_in_one_worker_reaches_every_worker_and_later_ones(pair, tmp_path):
+    from broker.workers.shared import WorkerRole
+    one = WorkerRole(0, pair.worker, True).revocations(100)
+    pair.main.notices.update(pair.central.notices)
+    one.revoke("jti-1", 10**10)
+    pair.pump.flush()
+    assert one.is_revoked("jti-1")
+    later = Pair.__new__(Pair)  # a worker that starts after the revocation
+    later.main = Link(pair.central.handlers, pair.central.notices, pair.clock)
+    later.worker = Link({}, {}, pair.clock)
+    two = WorkerRole(1, later.worker, False).revocations(100)
+    later.pump = connect(later.main, makeFakeServer(later.main), later.worker,
+                         makeFakeClient(later.worker), greet=False)
+    pair.central.add(later.main)
+    later.pump.flush()
+    assert two.is_revoked("jti-1")
+    assert not two.is_revoked("jti-2")
+
+
+def test_a_report_with_number_keys_crosses_the_link(pair):
+    pair.main.handlers["report"] = lambda: {"statuses": {200: 3}, "kinds": {"a"}}
+    assert pair.result(pair.worker.call("report")) == {"statuses": {"200": 3}, "kinds": "{'a'}"}
