@@ -8,7 +8,6 @@ import json
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from tests.integration.amqp_support import blocking_connection, requires_rabbitmq, suffix
 from tests.integration.broker_process import BrokerProcess, wait_for

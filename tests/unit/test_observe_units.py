@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import task
 from twisted.logger import Logger
 
-from broker.admin.logs import json_line, json_observer, mask_secrets
+from broker.admin.logs import json_observer, mask_secrets
 from broker.admin.prometheus import exposition
 from broker.node import build_node
 from broker.services.context import ChannelInfo, Request
