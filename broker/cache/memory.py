@@ -59,7 +59,10 @@ class MemoryCache(CacheBase):
         return defer.maybeDeferred(self._get, key)
 
     def _set(self, key, value, ttl):
-        key, ttl, data = self._key(key), self._ttl(ttl), self._encode(value)
+        return self.store_encoded(self._key(key), self._encode(value), self._ttl(ttl))
+
+    def store_encoded(self, key, data, ttl):
+        """Keep ``data`` (a value's JSON bytes, already checked) under ``key`` for ``ttl`` s."""
         self._entries[key] = [data, self._expiry(ttl)]
         self._entries.move_to_end(key)
         self.counters["sets"] += 1

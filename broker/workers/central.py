@@ -174,13 +174,7 @@ def _set(cache, key, text, ttl):
     if len(data) > cache.max_value_size:
         raise ValueError(f"cache {cache.name}: value of {len(data)} bytes is over the "
                          f"max_value_size of {cache.max_value_size} bytes")
-    cache._entries[key] = [data, cache._expiry(ttl)]
-    cache._entries.move_to_end(key)
-    cache.counters["sets"] += 1
-    while len(cache._entries) > cache.max_entries:
-        cache._entries.popitem(last=False)
-        cache.counters["evictions"] += 1
-    return True
+    return cache.store_encoded(key, data, ttl)
 
 
 def _get_many(cache, keys):
