@@ -41,6 +41,7 @@ setup(
         "otel": ["opentelemetry-sdk>=1.20"],  # tracing: export spans when configured
         "subscribe": ["websockets>=13"],  # broker subscribe
         "test": ["pytest>=8", "requests>=2.31", "flask>=2.2", "django>=4.2,<6", "websockets>=13",
+                 "opentelemetry-sdk>=1.20",
                  "openapi-spec-validator>=0.7", "jsonschema>=4.18"],
     },
     # The client's command: "broker run" and "broker check" run python -m broker.cli.
