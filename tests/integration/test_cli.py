@@ -116,10 +116,11 @@ def test_help_on_each_command(broker):
 
 
 def test_address_and_credentials_from_flags(broker):
-    code, out, _ = cli(broker, "invoke", "demo.echo", '{"text": "a"}', "--address",
+    code, out, err = cli(broker, "invoke", "demo.echo", '{"text": "a"}', "--address",
                        f"http://127.0.0.1:{broker.port}", "-u", "ops", "-p", broker.admin_password,
                        env={"BROKER_USER": "", "BROKER_PASSWORD": ""}, address=False)
-    assert (code, json.loads(out)) == (0, {"text": "a"})
+    assert code == 0, err
+    assert json.loads(out) == {"text": "a"}
 
 
 def test_publish_and_subscribe(broker):
