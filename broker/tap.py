@@ -5,7 +5,7 @@ import os
 from twisted.python import usage
 
 from broker.config import ConfigError
-from broker.node.model import DEFAULT_LISTEN
+from broker.node.model import DEFAULT_LISTEN, worker_count
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_LISTEN", "Options", "makeService"]
 
@@ -55,15 +55,10 @@ def _workers(option, configured):
     process, no workers."""
     if option is None:
         return configured
-    if option == "auto":
-        return os.cpu_count() or 1
     try:
-        count = int(option)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= 256:
-        raise SystemExit(f"broker: --workers: expected a number from 1 to 256 or auto, got {option!r}")
-    return count
+        return worker_count(option)
+    except ValueError as error:
+        raise SystemExit(f"broker: --workers: {error}") from None
 
 
 def makeService(options):

@@ -65,7 +65,10 @@ class CacheBase:
         return float(ttl)
 
     def _encode(self, value):
-        data = encode(value)
+        return self.sized(encode(value))
+
+    def sized(self, data):
+        """``data`` (a value's JSON bytes) if it is within ``max_value_size``, else ValueError."""
         if len(data) > self.max_value_size:
             self.counters["too_large"] += 1
             raise ValueError(f"cache {self.name}: value of {len(data)} bytes is over the "

@@ -61,6 +61,12 @@ class MemoryCache(CacheBase):
     def _set(self, key, value, ttl):
         return self.store_encoded(self._key(key), self._encode(value), self._ttl(ttl))
 
+    def get_encoded(self, key):
+        """The JSON bytes under ``key``, or None (not counted: for a node's worker processes,
+        which count their own hits)."""
+        entry = self._live(self._key(key))
+        return None if entry is None else entry[0]
+
     def store_encoded(self, key, data, ttl):
         """Keep ``data`` (a value's JSON bytes, already checked) under ``key`` for ``ttl`` s."""
         self._entries[key] = [data, self._expiry(ttl)]

@@ -89,16 +89,26 @@ ADMIN = Schema("admin", {
 })
 
 
-class Workers(Int):
-    """How many worker processes: a number from 1 to 256, or ``auto`` (one per CPU)."""
+def worker_count(value):
+    """A number of worker processes from 1 to 256, or ``auto`` (one per CPU); ValueError else."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    count = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.isdigit():
+        count = int(value)
+    if count is None or not 1 <= count <= 256:
+        raise ValueError(f"expected a number from 1 to 256 or auto, got {value!r}")
+    return count
 
-    def __init__(self):
-        super().__init__(min=1, max=256)
+
+class Workers(Int):
+    """How many worker processes (:func:`worker_count`)."""
 
     def _check(self, value, where):
-        if value == "auto":
-            return os.cpu_count() or 1
-        return super()._check(value, where)
+        try:
+            return worker_count(value)
+        except ValueError as error:
+            raise where.error(str(error)) from None
 
 
 class _Schemas(Mapping):

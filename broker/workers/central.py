@@ -16,8 +16,8 @@ from twisted.logger import Logger
 
 from broker.cache.config import backend_of, memory_cache
 from broker.pubsub.feature import topic_policies
+from broker.pubsub.hub import Hub
 from broker.pubsub.stores import MemoryStore
-from broker.pubsub.topics import matches
 from broker.workers.link import Link, RemoteError
 
 __all__ = ["Central"]
@@ -25,22 +25,12 @@ __all__ = ["Central"]
 log = Logger()
 
 
-class _Fanout:
-    """The hub the main process's store talks to: it sends each message to every worker."""
+class _Fanout(Hub):
+    """The main process's hub: no sessions of its own; each message goes to every worker."""
 
-    def __init__(self, policies, links):
-        self.policies = policies
+    def __init__(self, store, policies, links):
+        super().__init__(store, policies, reactor=store.reactor)
         self.links = links
-        self._sizes = {}
-
-    def history_size(self, topic):
-        size = self._sizes.get(topic)
-        if size is None:
-            size = next(p.history for p in self.policies if matches(p.pattern, topic))
-            if len(self._sizes) >= 10_000:
-                self._sizes.clear()
-            self._sizes[topic] = size
-        return size
 
     def dispatch(self, message):
         frame = Link.notice_frame("message", message.topic, message.msg_id, message.published_at,
@@ -65,7 +55,7 @@ class Central:
         pubsub = config.pubsub
         if pubsub.enabled and not pubsub.redis:
             self.store = MemoryStore(reactor, pubsub.max_topics)
-            self.store.attach(_Fanout(topic_policies(pubsub), self.links))
+            _Fanout(self.store, topic_policies(pubsub), self.links)  # attaches itself
         self.caches = {}
         sections = [("default", config.cache)] + [(c.name, c) for c in config.cache.named]
         for name, section in sections:
@@ -107,7 +97,7 @@ class Central:
         cache = self.caches.get(name)
         if cache is None:
             raise KeyError(f"no memory cache {name}")
-        return _CACHE_OPS[op](cache, *args)
+        return defer.maybeDeferred(_CACHE_OPS[op], cache, *args).addErrback(_mistake)
 
     def call_object(self, name, method, *args):
         """A method of one of the node's objects (the task store, the live state)."""
@@ -129,22 +119,14 @@ class Central:
         """Every worker's report: ``{"workers": [...]}`` (a worker that does not answer in
         time is reported with its error)."""
         workers = {w["id"]: w for w in self.workers()}
-        asked = []
-        for link in list(self.links):
-            d = link.call("report")
-            d.addErrback(lambda f, link=link: {"id": getattr(link, "worker_id", None),
-                                               "error": f.getErrorMessage()})
-            asked.append(d)
+        asked = [link.call("report").addErrback(
+            lambda f, link=link: {"id": getattr(link, "worker_id", None), "error": f.getErrorMessage()})
+            for link in list(self.links)]
 
         def merged(answers):
-            reports = []
-            for ok, report in answers:
-                supervised = workers.get(report.get("id"), {})
-                reports.append({**supervised, **report})
-            reports.sort(key=lambda r: (r.get("id") is None, r.get("id")))
-            return reports
-        return defer.gatherResults(asked).addCallback(
-            lambda answers: merged([(True, a) for a in answers]))
+            reports = [{**workers.get(report.get("id"), {}), **report} for report in answers]
+            return sorted(reports, key=lambda r: (r.get("id") is None, r.get("id")))
+        return defer.gatherResults(asked).addCallback(merged)
 
 
 def _node_objects(config, reactor):
@@ -163,45 +145,30 @@ def _node_objects(config, reactor):
 
 
 # -- the node's memory caches, as the main process applies workers' operations ------------------
+# Values cross the link as their JSON text, stored and read back as such (never re-encoded).
 
 def _get(cache, key):
-    entry = cache._live(key)
-    return None if entry is None else entry[0].decode()
-
-
-def _set(cache, key, text, ttl):
-    data = text.encode()
-    if len(data) > cache.max_value_size:
-        raise ValueError(f"cache {cache.name}: value of {len(data)} bytes is over the "
-                         f"max_value_size of {cache.max_value_size} bytes")
-    return cache.store_encoded(key, data, ttl)
+    data = cache.get_encoded(key)
+    return None if data is None else data.decode()
 
 
 def _get_many(cache, keys):
-    found = {}
-    for key in keys:
-        entry = cache._live(key)
-        if entry is not None:
-            found[key] = entry[0].decode()
-    return found
+    found = {key: cache.get_encoded(key) for key in keys}
+    return {key: data.decode() for key, data in found.items() if data is not None}
 
 
-def _incr(cache, key, amount):
-    return str(cache._incr(key, int(amount)))
+def _mistake(failure):
+    """A ValueError/TypeError of the cache, answered as one the worker raises again as itself."""
+    error = failure.trap(ValueError, TypeError)
+    raise RemoteError("value_error" if error is ValueError else "type_error",
+                      failure.getErrorMessage(), 400)
 
 
-def _value_errors(op):
-    def checked(cache, *args):
-        try:
-            return op(cache, *args)
-        except (ValueError, TypeError) as error:
-            raise RemoteError("value_error" if isinstance(error, ValueError) else "type_error",
-                              str(error), 400) from None
-    return checked
-
-
-_CACHE_OPS = {name: _value_errors(op) for name, op in {
-    "get": _get, "set": _set, "get_many": _get_many, "incr": _incr,
-    "delete": lambda cache, key: cache._delete(key),
-    "expire": lambda cache, key, ttl: cache._expire(key, ttl),
-}.items()}
+_CACHE_OPS = {
+    "get": _get,
+    "get_many": _get_many,
+    "set": lambda cache, key, text, ttl: cache.store_encoded(key, cache.sized(text.encode()), ttl),
+    "delete": lambda cache, key: cache.delete(key),
+    "expire": lambda cache, key, ttl: cache.expire(key, ttl),
+    "incr": lambda cache, key, amount: cache.incr(key, int(amount)).addCallback(str),
+}

@@ -40,9 +40,9 @@ def main(argv=None):
     log = Logger(namespace="broker.workers.child")
 
     from broker.config import ConfigError
-    from broker.workers.link import Link
-    from broker.workers.shared import WorkerRole
     from broker.node import build_node
+    from broker.workers.link import Link, LinkFactory
+    from broker.workers.shared import WorkerRole
 
     link = Link({}, {}, reactor)
     role = WorkerRole(args.id, link, args.primary, args.count)
@@ -53,21 +53,20 @@ def main(argv=None):
         print(f"broker worker {args.id}: {error}", file=sys.stderr, flush=True)
         return 2
     link.handlers["report"] = lambda: _report(node, role)
-
-    def main_gone(_link):
-        if reactor.running and not stopping:
-            log.warn("worker {id}: the main process is gone; stopping", id=args.id)
-            reactor.stop()
-
     stopping = []
-    link.on_lost = main_gone
-    from broker.workers.link import LinkFactory
-    reactor.adoptStreamConnection(args.link_fd, socket.AF_UNIX, LinkFactory(lambda: link))
-    os.close(args.link_fd)
 
     def stop():
         stopping.append(True)
         return node.stopService()  # within limits.shutdown_timeout
+
+    def main_gone(_link):
+        if not stopping:
+            log.warn("worker {id}: the main process is gone; stopping", id=args.id)
+            reactor.stop()
+
+    link.on_lost = main_gone
+    reactor.adoptStreamConnection(args.link_fd, socket.AF_UNIX, LinkFactory(lambda: link))
+    os.close(args.link_fd)
 
     node.startService()
     reactor.addSystemEventTrigger("before", "shutdown", stop)

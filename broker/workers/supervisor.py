@@ -44,6 +44,7 @@ class _Worker(ProcessProtocol):
         self.supervisor = supervisor
         self.slot, self.generation, self.link = slot, generation, link
         self.pid = None
+        self.retiring = False  # stopped on purpose (a reload): not restarted
         self.ready = defer.Deferred()
         self.ended = defer.Deferred()
         self.started_at = supervisor.reactor.seconds()
@@ -216,9 +217,7 @@ class Supervisor(Service):
     def ended(self, worker, reason):
         if self.workers.get(worker.slot) is worker:
             del self.workers[worker.slot]
-        if self._stopping or worker.generation < 0:
-            return
-        if getattr(worker, "retiring", False):
+        if self._stopping or worker.retiring:
             return
         now = self.reactor.seconds()
         crashes = self._crashes[worker.slot]
