@@ -101,11 +101,25 @@ def _publish(queue, n):
     return connection, channel
 
 
+def _queue_exists(name):
+    """Whether RabbitMQ has queue ``name`` (a passive declare on a connection of its own)."""
+    import pika
+    connection = blocking_connection()
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 def test_amqp_over_the_limit_is_dead_lettered_or_requeued_by_config(edges):
     process, q, _ = edges
     connection, channel = _publish(f"{q}.dl", 2)
     try:
-        channel.queue_declare(f"{q}.dl.dead", passive=True)
+        wait_for(lambda: _queue_exists(f"{q}.dl.dead"), "the dead-letter queue")  # made at the first
         dead = get_one(channel, f"{q}.dl.dead")
         assert dead is not None
         assert dead[0].headers["x-broker-error-code"] == "too_many_requests"
